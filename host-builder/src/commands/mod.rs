@@ -1,0 +1,3 @@
+//! One module per subcommand group, each with a `run()`.
+
+pub mod store;

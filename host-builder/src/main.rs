@@ -1,0 +1,24 @@
+//! `fruix`: parses the command line, runs the command, maps the result to
+//! an exit status (0 success, 1 findings, 2 error) in this one place.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use fruix_host_builder::cli::{Cli, Command};
+use fruix_host_builder::{Outcome, commands};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Store(c) => commands::store::run(c),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Findings) => ExitCode::from(1),
+        Err(e) => {
+            // `{:#}` folds the context chain into one line.
+            eprintln!("fruix: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The Fruix store: item names, canonical `fruix-v1` manifests, import of
+//! trees and archives into a store root, and verification.
+//!
+//! The byte-level contract is `docs/store-format.md`. The host builder
+//! writes stores with this crate and the guest agent verifies them with it,
+//! so both sides share one definition of every byte.
+
+pub mod error;
+pub mod escape;
+pub mod hash;
+pub mod import;
+pub mod manifest;
+pub mod name;
+mod pool;
+pub mod root;
+pub mod verify;
+
+pub use error::{ImportError, ManifestError, NameError, StoreError, VerifyError};
+#[cfg(feature = "archive")]
+pub use import::import_archive;
+pub use import::{DroppedBits, ImportOptions, ImportOutcome, import_dir};
+pub use manifest::{Entry, EntryKind, Manifest};
+pub use name::{Digest, ItemName};
+pub use root::{ItemInfo, StoreRoot};
+pub use verify::{
+    Depth, Finding, FindingKind, Report, VerifyOptions, verify_items, verify_root, verify_tree,
+};

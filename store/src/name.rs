@@ -1,0 +1,220 @@
+//! Store item names: `<64 lowercase hex digest>-<name>`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::NameError;
+
+/// Length of the hex digest at the start of an item name.
+pub const DIGEST_HEX_LEN: usize = 64;
+/// Longest package name allowed after the digest.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// A SHA-256 digest, as the 32 bytes the hash function gives.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The digest in the form item names use: 64 lowercase hex characters.
+    pub fn to_hex(&self) -> String {
+        crate::hash::hex(&self.0)
+    }
+
+    /// Parses 64 lowercase hex characters; anything else is `None`.
+    pub fn from_hex(s: &str) -> Option<Digest> {
+        let b = s.as_bytes();
+        if b.len() != DIGEST_HEX_LEN {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in b.chunks_exact(2).enumerate() {
+            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
+        }
+        Some(Digest(out))
+    }
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    // Uppercase is refused on purpose: one digest has one spelling.
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Digest({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Checks a package name (the part after `<digest>-`) against the contract.
+pub fn validate_package_name(name: &str) -> Result<(), NameError> {
+    let bad = |reason: &'static str| NameError::Package {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(bad("is longer than 200 bytes"));
+    }
+    if name.starts_with('.') || name.starts_with('-') {
+        return Err(bad("starts with '.' or '-'"));
+    }
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'_' | b'-'))
+    {
+        return Err(bad("has a byte outside A-Z a-z 0-9 + . _ -"));
+    }
+    Ok(())
+}
+
+/// A validated store item name, `<digest>-<name>`.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ItemName {
+    digest: Digest,
+    full: String,
+}
+
+impl ItemName {
+    /// Builds the name of an item from its manifest digest and package name.
+    pub fn new(digest: Digest, package: &str) -> Result<ItemName, NameError> {
+        validate_package_name(package)?;
+        Ok(ItemName {
+            digest,
+            full: format!("{}-{}", digest.to_hex(), package),
+        })
+    }
+
+    /// Parses and validates a full item name such as `<64 hex>-shepherd-1.0.3`.
+    pub fn parse(s: &str) -> Result<ItemName, NameError> {
+        let invalid = |reason: &'static str| NameError::Item {
+            name: s.to_owned(),
+            reason,
+        };
+        if s.len() < DIGEST_HEX_LEN + 2 {
+            return Err(invalid("is shorter than a digest, '-' and a name"));
+        }
+        let (hex, rest) = s.split_at(DIGEST_HEX_LEN);
+        let digest =
+            Digest::from_hex(hex).ok_or(invalid("does not start with 64 lowercase hex digits"))?;
+        let package = rest
+            .strip_prefix('-')
+            .ok_or(invalid("has no '-' after the digest"))?;
+        validate_package_name(package).map_err(|e| match e {
+            NameError::Package { reason, .. } => NameError::Item {
+                name: s.to_owned(),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(ItemName {
+            digest,
+            full: s.to_owned(),
+        })
+    }
+
+    /// The digest of the item's canonical manifest.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The package part, e.g. `shepherd-1.0.3`.
+    pub fn package(&self) -> &str {
+        &self.full[DIGEST_HEX_LEN + 1..]
+    }
+
+    /// The whole name, as it stands in the store directory.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+impl fmt::Display for ItemName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl fmt::Debug for ItemName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ItemName({})", self.full)
+    }
+}
+
+impl FromStr for ItemName {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ItemName::parse(s)
+    }
+}
+
+impl TryFrom<String> for ItemName {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        ItemName::parse(&s)
+    }
+}
+
+impl From<ItemName> for String {
+    fn from(n: ItemName) -> String {
+        n.full
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "2990018000000000000000000000000000000000000000000000000000000a9c";
+
+    #[test]
+    fn parses_valid_names() {
+        let n = ItemName::parse(&format!("{HEX}-shepherd-1.0.3")).unwrap();
+        assert_eq!(n.package(), "shepherd-1.0.3");
+        assert_eq!(n.digest().to_hex(), HEX);
+        let n = ItemName::parse(&format!("{HEX}-native-runtime-15.0-STABLE")).unwrap();
+        assert_eq!(n.package(), "native-runtime-15.0-STABLE");
+        assert!(ItemName::parse(&format!("{HEX}-g++_x")).is_ok());
+    }
+
+    #[test]
+    fn refuses_bad_names_with_reason() {
+        let cases = [
+            ("short", "is shorter than a digest"),
+            (&*format!("{}-x", HEX.to_uppercase()), "64 lowercase hex"),
+            (&*format!("{HEX}_x"), "no '-' after the digest"),
+            (&*format!("{HEX}-.hidden"), "starts with '.' or '-'"),
+            (&*format!("{HEX}--x"), "starts with '.' or '-'"),
+            (&*format!("{HEX}-a b"), "byte outside"),
+            (&*format!("{HEX}-a/b"), "byte outside"),
+            (&*format!("{HEX}-é"), "byte outside"),
+            (&*format!("{HEX}-{}", "a".repeat(201)), "longer than 200"),
+        ];
+        for (input, want) in cases {
+            let err = ItemName::parse(input).unwrap_err().to_string();
+            assert!(err.contains(want), "{input}: {err}");
+        }
+        assert!(ItemName::parse(&format!("{HEX}-{}", "a".repeat(200))).is_ok());
+    }
+
+    #[test]
+    fn digest_hex_round_trip() {
+        let d = Digest::from_hex(HEX).unwrap();
+        assert_eq!(d.to_hex(), HEX);
+        assert!(Digest::from_hex(&HEX[1..]).is_none());
+    }
+}
