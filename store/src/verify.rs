@@ -576,15 +576,7 @@ fn check_entry(
     let m = match fs::symlink_metadata(&path) {
         Ok(m) => m,
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            out.push((
-                ti,
-                finding(
-                    FindingKind::Missing,
-                    &path,
-                    Some(e.kind.type_name().into()),
-                    None,
-                ),
-            ));
+            out.push((ti, finding(FindingKind::Missing, &path, None, None)));
             return false;
         }
         Err(err) => {
