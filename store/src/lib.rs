@@ -18,7 +18,7 @@ pub mod verify;
 pub use error::{ImportError, ManifestError, NameError, StoreError, VerifyError};
 #[cfg(feature = "archive")]
 pub use import::import_archive;
-pub use import::{DroppedBits, ImportOptions, ImportOutcome, import_dir};
+pub use import::{DroppedBits, ImportOptions, ImportOutcome, derive_item, import_dir};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use name::{Digest, ItemName};
 pub use root::{ItemInfo, StoreRoot};

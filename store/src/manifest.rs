@@ -376,14 +376,7 @@ mod tests {
     }
 
     /// The contract's own example, byte for byte.
-    pub(crate) const CONTRACT_EXAMPLE: &str = "#mtree fruix-v1
-. type=dir mode=0555
-./bin type=dir mode=0555
-./bin/hello type=link link=hi
-./bin/hi type=file mode=0555 size=18 sha256=299001868fb8c02fd431c336c6d058f5558c5dff5b5af5e6fe04b870a6a9cbba
-./etc type=dir mode=0555
-./etc/a\\040file type=file mode=0444 size=2 sha256=73cb3858a687a8494ca3323053016282f3dad39d42cf62ca4e79dda2aac7d9ac
-";
+    const CONTRACT_EXAMPLE: &str = include_str!("../tests/fixtures/contract-example.mtree");
 
     #[test]
     fn contract_example_is_written_exactly() {
@@ -404,6 +397,11 @@ mod tests {
         assert_eq!(String::from_utf8(m.to_bytes()).unwrap(), CONTRACT_EXAMPLE);
         assert_eq!(Manifest::parse(CONTRACT_EXAMPLE.as_bytes()).unwrap(), m);
         assert_eq!(m.digest(), sha256(CONTRACT_EXAMPLE.as_bytes()));
+        // As sha256sum(1) gives it for the fixture file.
+        assert_eq!(
+            m.digest().to_hex(),
+            "0e698eb2fddfc8a2724018dc10c8347f7846f59dac4bb3b048f71c61e4d42399"
+        );
     }
 
     #[test]

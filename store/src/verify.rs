@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::error::VerifyError;
 use crate::escape::escape;
-use crate::hash::{hash_reader, hex, sha256};
+use crate::hash::{hash_file, hex, sha256};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::name::{Digest, ItemName};
 use crate::pool;
@@ -406,8 +406,8 @@ fn run(targets: Vec<Target>, mut pre: Vec<Finding>, opts: &VerifyOptions) -> Rep
 
     let _ = pool::run(
         opts.jobs,
-        dir_jobs,
-        |(ti, dir_entry): (usize, &Entry), _buf| {
+        &dir_jobs,
+        |&(ti, dir_entry): &(usize, &Entry), _buf| {
             let t = &targets[ti];
             let path = join(&t.dir, &dir_entry.path);
             let mut local = Vec::new();
@@ -469,8 +469,8 @@ fn run(targets: Vec<Target>, mut pre: Vec<Finding>, opts: &VerifyOptions) -> Rep
     // Largest first, so that the big files do not end up last on one core.
     hash_jobs.sort_by_key(|j| std::cmp::Reverse(j.size));
     let hashed = AtomicU64::new(0);
-    let _ = pool::run(opts.jobs, hash_jobs, |job: HashJob, buf| {
-        let result = File::open(&job.path).and_then(|mut f| hash_reader(&mut f, buf));
+    let _ = pool::run(opts.jobs, &hash_jobs, |job: &HashJob, buf| {
+        let result = File::open(&job.path).and_then(|mut f| hash_file(&mut f, job.size, buf));
         let f = match result {
             Ok((d, n)) => {
                 hashed.fetch_add(n, Ordering::Relaxed);

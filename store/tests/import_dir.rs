@@ -299,3 +299,49 @@ fn one_job_and_many_jobs_give_the_same_item() {
     let b = import_dir(&s2.root, "p", &src, &ImportOptions { jobs: 7 }).unwrap();
     assert_eq!(a.name, b.name);
 }
+
+#[test]
+fn a_derived_item_shares_inodes_and_keeps_the_parents_hashes() {
+    let s = Scratch::new();
+    let src = s.src("src");
+    contract_tree(&src);
+    fs::create_dir_all(src.join("usr/include")).unwrap();
+    fs::write(src.join("usr/include/x.h"), b"int x;\n").unwrap();
+    let parent = import_dir(&s.root, "world", &src, &ImportOptions::default()).unwrap();
+    let keep_bin = |p: &[u8]| p.starts_with(b"bin");
+    let child = fruix_store::derive_item(&s.root, "runtime", &parent.name, keep_bin).unwrap();
+    let text = String::from_utf8(child.manifest.to_bytes()).unwrap();
+    assert_eq!(
+        text,
+        CONTRACT_MANIFEST
+            .lines()
+            .filter(|l| !l.starts_with("./etc"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    let ino = |p: &std::path::Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(
+        ino(&child.path.join("bin/hi")),
+        ino(&parent.path.join("bin/hi"))
+    );
+    // A selected entry whose directory was not selected still gets it.
+    let deep = fruix_store::derive_item(&s.root, "headers", &parent.name, |p: &[u8]| {
+        p == b"usr/include/x.h"
+    })
+    .unwrap();
+    let paths: Vec<_> = deep
+        .manifest
+        .entries()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    assert_eq!(paths, ["", "usr", "usr/include", "usr/include/x.h"]);
+    let r = fruix_store::verify_root(&s.root, &fruix_store::VerifyOptions::default()).unwrap();
+    assert!(r.is_clean(), "{:?}", r.findings);
+    // Deriving again finds the same item.
+    assert!(
+        fruix_store::derive_item(&s.root, "runtime", &parent.name, keep_bin)
+            .unwrap()
+            .existed
+    );
+}

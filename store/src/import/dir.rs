@@ -99,12 +99,12 @@ pub fn import_dir(
     // so no core idles at the end.
     jobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel)));
     let done: Mutex<Vec<Copied>> = Mutex::new(Vec::with_capacity(jobs.len()));
-    pool::run(opts.jobs, jobs, |job, buf| {
+    pool::run(opts.jobs, &jobs, |job, buf| {
         let mut f = File::open(&job.src).at(&job.src)?;
         let (d, n) = write_item_file(&job.dst, job.executable, &mut f, buf).at(&job.dst)?;
         done.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((job.rel, job.executable, n, d));
+            .push((job.rel.clone(), job.executable, n, d));
         Ok::<(), ImportError>(())
     })?;
     for (rel, executable, size, sha) in done

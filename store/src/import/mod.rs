@@ -7,7 +7,9 @@
 //! import that fails or is killed leaves no item; the work directory is
 //! removed on failure, or by the next writer that takes the root's lock.
 
+mod derive;
 mod dir;
+pub use derive::derive_item;
 pub use dir::import_dir;
 
 #[cfg(feature = "archive")]
@@ -226,14 +228,7 @@ impl<'r> ItemBuilder<'r> {
         let p = self.dest(rel);
         let executable = mode & 0o111 != 0;
         let (sha256, size) = write_item_file(&p, executable, r, buf).at(&p)?;
-        self.nodes.insert(
-            rel.to_vec(),
-            Node::File {
-                executable,
-                size,
-                sha256,
-            },
-        );
+        self.set_file(rel, executable, size, sha256);
         Ok(())
     }
 

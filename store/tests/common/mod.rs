@@ -8,14 +8,7 @@ use std::path::{Path, PathBuf};
 use fruix_store::StoreRoot;
 
 /// The contract's example manifest, byte for byte.
-pub const CONTRACT_MANIFEST: &str = "#mtree fruix-v1
-. type=dir mode=0555
-./bin type=dir mode=0555
-./bin/hello type=link link=hi
-./bin/hi type=file mode=0555 size=18 sha256=299001868fb8c02fd431c336c6d058f5558c5dff5b5af5e6fe04b870a6a9cbba
-./etc type=dir mode=0555
-./etc/a\\040file type=file mode=0444 size=2 sha256=73cb3858a687a8494ca3323053016282f3dad39d42cf62ca4e79dda2aac7d9ac
-";
+pub const CONTRACT_MANIFEST: &str = include_str!("../fixtures/contract-example.mtree");
 
 /// Writes the contract example's tree under `dir`.
 pub fn contract_tree(dir: &Path) {
