@@ -20,6 +20,60 @@ pub enum Command {
     /// Work with a store root: import, verify, list.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Build systems from declarations.
+    #[command(subcommand)]
+    System(SystemCommand),
+    /// List what remains of old install prefixes in an item.
+    ScanPrefixes(ScanArgs),
+}
+
+/// `fruix system ...`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Realize a declaration's packages into OUT/frx and write its system
+    /// item; prints the system item's path.
+    Build(BuildArgs),
+}
+
+/// Arguments of `fruix system build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The declaration (TOML).
+    #[arg(value_name = "DECL")]
+    pub declaration: PathBuf,
+    /// The output directory; the store root is OUT/frx.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// The fruix-agent binary [default: next to this fruix].
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Where downloaded .debs are kept [default: $FRUIX_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/fruix, else ~/.cache/fruix].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Worker threads [default: all cores].
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print a JSON report instead of the path.
+    #[arg(long)]
+    pub json: bool,
+    /// Show no progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `fruix scan-prefixes`.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// The item (or any directory) to scan.
+    #[arg(value_name = "ITEM")]
+    pub item: PathBuf,
+    /// An old prefix to look for; give it once per prefix.
+    #[arg(long = "prefix", value_name = "P", required = true)]
+    pub prefixes: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `fruix store ...`.

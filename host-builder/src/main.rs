@@ -11,6 +11,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Store(c) => commands::store::run(c),
+        Command::System(c) => commands::system::run(c),
+        Command::ScanPrefixes(a) => commands::scan::run(a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

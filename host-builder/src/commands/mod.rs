@@ -1,3 +1,5 @@
 //! One module per subcommand group, each with a `run()`.
 
+pub mod scan;
 pub mod store;
+pub mod system;

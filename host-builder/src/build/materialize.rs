@@ -1,0 +1,367 @@
+//! The prefix materializer: imports a staged install prefix (a program
+//! installed with `./configure --prefix=/tmp/...-validate-install`) into
+//! the store without any compatibility shim at the old prefix.
+//!
+//! It works on a copy of the prefix and applies declared, deterministic
+//! rules to the text files that bake the prefix in:
+//!
+//! - `shepherd`: `shepherd/config.scm`'s `Prefix-dir`, `%localstatedir`,
+//!   `%runstatedir`, `%sysconfdir`, `%localedir` and `%pkglibdir` become the
+//!   guest's `/usr`, `/var`, `/run`, `/etc`, `/usr/share/locale` and
+//!   `/usr/lib/shepherd`. The `shepherd`, `herd` and `halt`/`reboot`
+//!   scripts compute their load paths from their own location, so they
+//!   find their modules in the store item without naming it (an item cannot
+//!   name its own digest).
+//! - `guile-extra`: `fibers/config.scm` and `gnutls.scm` name their C
+//!   extensions by bare name, so that Guile finds them through
+//!   `GUILE_EXTENSIONS_PATH`.
+//! - `guile`: the Guile prefix itself in scripts' first lines becomes the
+//!   runtime's `/usr/bin/guile`.
+//!
+//! A compiled `.go` whose `.scm` was rewritten would still hold the old
+//! strings: it is deleted, and Guile compiles or interprets the rewritten
+//! source. `share/fruix/materialized` in the item records the prefix, the
+//! rules, this revision and every file changed. What the rules leave
+//! behind, `fruix scan-prefixes` reports.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::progress::Step;
+use super::realize::Context;
+use super::{BuildError, TempTree};
+use crate::declaration::Materialize;
+
+/// Revision of the rules; part of the package's description.
+pub const REVISION: u32 = 1;
+
+/// Copies `input` and applies the rules; returns the work tree to import.
+pub fn stage(
+    cx: &Context<'_>,
+    input: &Path,
+    m: &Materialize,
+    step: &Step,
+) -> Result<TempTree, BuildError> {
+    let tree = TempTree::new(&cx.work_dir, "materialize")?;
+    copy_tree(input, tree.path()).map_err(|e| BuildError::Io(input.to_owned(), e))?;
+    let report = apply(tree.path(), m)?;
+    step.note(&format!(
+        "materialized {}: {} file(s) rewritten, {} compiled file(s) deleted",
+        m.prefix,
+        report.rewritten.len(),
+        report.deleted.len()
+    ));
+    Ok(tree)
+}
+
+/// What the rules changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Files rewritten, relative to the prefix.
+    pub rewritten: Vec<String>,
+    /// Compiled files deleted, relative to the prefix.
+    pub deleted: Vec<String>,
+}
+
+/// Applies the rules of `m` to the tree at `root` (a copy of the prefix).
+pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
+    let prefix = m.prefix.trim_end_matches('/');
+    let mut report = Report::default();
+    let mut files = Vec::new();
+    walk(root, root, &mut files).map_err(|e| BuildError::Io(root.to_owned(), e))?;
+    files.sort();
+    for rel in &files {
+        let path = root.join(rel);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        if bytes.contains(&0) {
+            continue; // binaries are the scanner's to report
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            continue;
+        };
+        let mut new = text.clone();
+        for rule in &m.rules {
+            new = match rule.as_str() {
+                "shepherd" => shepherd_rule(rel, &new, prefix),
+                "guile-extra" => guile_extra_rule(rel, &new, prefix),
+                "guile" => guile_rule(&new, prefix),
+                _ => new,
+            };
+        }
+        if new != text {
+            write_keeping_mode(&path, new.as_bytes())
+                .map_err(|e| BuildError::Io(path.clone(), e))?;
+            report.rewritten.push(rel.clone());
+        }
+    }
+    // A .go compiled from a rewritten .scm holds the old strings.
+    for rel in &report.rewritten {
+        if let Some(module) = rel
+            .strip_suffix(".scm")
+            .and_then(|r| r.split_once("/guile/site/3.0/").map(|(_, m)| m.to_owned()))
+        {
+            for go in files
+                .iter()
+                .filter(|f| f.ends_with(&format!("/site-ccache/{module}.go")))
+            {
+                let p = root.join(go);
+                fs::remove_file(&p).map_err(|e| BuildError::Io(p.clone(), e))?;
+                report.deleted.push(go.clone());
+            }
+        }
+    }
+    report.deleted.sort();
+    let record = root.join("share/fruix");
+    fs::create_dir_all(&record).map_err(|e| BuildError::Io(record.clone(), e))?;
+    let mut text = format!(
+        "prefix {prefix}\nrules {}\nrevision {REVISION}\n",
+        m.rules.join(" ")
+    );
+    for r in &report.rewritten {
+        text.push_str(&format!("rewritten {r}\n"));
+    }
+    for d in &report.deleted {
+        text.push_str(&format!("deleted {d}\n"));
+    }
+    let p = record.join("materialized");
+    fs::write(&p, text).map_err(|e| BuildError::Io(p.clone(), e))?;
+    Ok(report)
+}
+
+/// The guest paths Shepherd's configuration variables take.
+const SHEPHERD_DIRS: &[(&str, &str)] = &[
+    ("Prefix-dir", "/usr"),
+    ("%localstatedir", "/var"),
+    ("%runstatedir", "/run"),
+    ("%sysconfdir", "/etc"),
+    ("%localedir", "/usr/share/locale"),
+    ("%pkglibdir", "/usr/lib/shepherd"),
+];
+
+fn shepherd_rule(rel: &str, text: &str, prefix: &str) -> String {
+    if rel.ends_with("shepherd/config.scm") {
+        return text
+            .lines()
+            .map(|line| {
+                for (var, value) in SHEPHERD_DIRS {
+                    let head = format!("(define {var} ");
+                    if let Some(rest) = line.trim_start().strip_prefix(&head)
+                        && rest.contains(prefix)
+                    {
+                        let indent = &line[..line.len() - line.trim_start().len()];
+                        return format!("{indent}(define {var} \"{value}\")");
+                    }
+                }
+                line.to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + if text.ends_with('\n') { "\n" } else { "" };
+    }
+    if rel.starts_with("bin/") || rel.starts_with("sbin/") {
+        // "PREFIX/share/guile/site/3.0" -> computed from the script's place.
+        let mut out = text.to_owned();
+        for sub in [
+            "share/guile/site/3.0",
+            "lib/guile/3.0/site-ccache",
+            "share/guile/site",
+            "lib/guile/3.0/ccache",
+        ] {
+            let quoted = format!("\"{prefix}/{sub}\"");
+            let computed = format!(
+                "(string-append (dirname (dirname (canonicalize-path (current-filename)))) \"/{sub}\")"
+            );
+            out = out.replace(&quoted, &computed);
+        }
+        return out;
+    }
+    text.to_owned()
+}
+
+fn guile_extra_rule(rel: &str, text: &str, prefix: &str) -> String {
+    if !(rel.ends_with("fibers/config.scm") || rel.ends_with("/gnutls.scm")) {
+        return text.to_owned();
+    }
+    // "PREFIX/lib/guile/3.0/extensions/NAME" -> "NAME", found through
+    // GUILE_EXTENSIONS_PATH.
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let needle = format!("\"{prefix}/");
+    while let Some(i) = rest.find(&needle) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        match after.find('"') {
+            Some(end)
+                if after[..end].contains("/extensions/") || after[..end].contains("/lib/") =>
+            {
+                let path = &after[..end];
+                let base = path.rsplit('/').next().unwrap_or(path);
+                out.push('"');
+                out.push_str(base);
+                out.push('"');
+                rest = &after[end + 1..];
+            }
+            _ => {
+                out.push('"');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn guile_rule(text: &str, prefix: &str) -> String {
+    let Some(first) = text.lines().next() else {
+        return text.to_owned();
+    };
+    let shebang = format!("#!{prefix}/bin/guile");
+    if first.starts_with(&shebang) {
+        return text.replacen(&shebang, "#!/usr/bin/guile", 1);
+    }
+    text.to_owned()
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        let p = e.path();
+        if ft.is_dir() {
+            walk(root, &p, out)?;
+        } else if ft.is_file()
+            && let Ok(rel) = p.strip_prefix(root)
+        {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
+fn write_keeping_mode(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    let tmp = path.with_extension("fruix-tmp");
+    fs::write(&tmp, bytes)?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o777))?;
+    fs::rename(&tmp, path)
+}
+
+/// Copies a tree: directories, files with their permission bits, and
+/// symbolic links as links.
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    fs::create_dir_all(dst)?;
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        let (from, to): (PathBuf, PathBuf) = (e.path(), dst.join(e.file_name()));
+        if ft.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else {
+            fs::copy(&from, &to)?;
+        }
+    }
+    let mode = fs::metadata(src)?.permissions().mode();
+    fs::set_permissions(dst, fs::Permissions::from_mode(mode & 0o777 | 0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "/tmp/shepherd-freebsd-validate-install";
+
+    #[test]
+    fn shepherd_config_variables_take_guest_paths() {
+        let text = format!(
+            "(define-module (shepherd config))\n(define Prefix-dir \"{P}\")\n  (define %localstatedir \"{P}/var\")\n(define %runstatedir \"{P}/var/run\")\n(define %sysconfdir \"{P}/etc\")\n(define %localedir \"{P}/share/locale\")\n(define %pkglibdir \"{P}/lib/shepherd\")\n(define %version \"1.0.3\")\n"
+        );
+        let out = shepherd_rule("share/guile/site/3.0/shepherd/config.scm", &text, P);
+        assert_eq!(
+            out,
+            "(define-module (shepherd config))\n(define Prefix-dir \"/usr\")\n  (define %localstatedir \"/var\")\n(define %runstatedir \"/run\")\n(define %sysconfdir \"/etc\")\n(define %localedir \"/usr/share/locale\")\n(define %pkglibdir \"/usr/lib/shepherd\")\n(define %version \"1.0.3\")\n"
+        );
+    }
+
+    #[test]
+    fn scripts_find_their_modules_from_their_own_place() {
+        let text = format!(
+            "#!/usr/bin/guile \\\n--no-auto-compile -e main -s\n!#\n(set! %load-path (cons \"{P}/share/guile/site/3.0\" %load-path))\n"
+        );
+        let out = shepherd_rule("bin/shepherd", &text, P);
+        assert!(!out.contains(P), "{out}");
+        assert!(out.contains("(cons (string-append (dirname (dirname (canonicalize-path (current-filename)))) \"/share/guile/site/3.0\") %load-path)"), "{out}");
+    }
+
+    #[test]
+    fn extensions_are_named_by_bare_name() {
+        let g = "/tmp/guile-gnutls-freebsd-validate-install";
+        let text = format!(
+            "(define extension-library \"{g}/lib/guile/3.0/extensions/fibers-epoll\")\n(display \"{g}/other\")\n"
+        );
+        let out = guile_extra_rule("share/guile/site/3.0/fibers/config.scm", &text, g);
+        assert_eq!(
+            out,
+            format!("(define extension-library \"fibers-epoll\")\n(display \"{g}/other\")\n")
+        );
+        assert_eq!(
+            guile_extra_rule("share/x.scm", &text, g),
+            text,
+            "other files are left alone"
+        );
+    }
+
+    #[test]
+    fn applies_rules_deletes_stale_go_and_records() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        fs::create_dir_all(r.join("share/guile/site/3.0/shepherd")).unwrap();
+        fs::create_dir_all(r.join("lib/guile/3.0/site-ccache/shepherd")).unwrap();
+        fs::write(
+            r.join("share/guile/site/3.0/shepherd/config.scm"),
+            format!("(define %sysconfdir \"{P}/etc\")\n"),
+        )
+        .unwrap();
+        fs::write(
+            r.join("share/guile/site/3.0/shepherd/service.scm"),
+            "(define x 1)\n",
+        )
+        .unwrap();
+        fs::write(
+            r.join("lib/guile/3.0/site-ccache/shepherd/config.go"),
+            b"\0GOOF",
+        )
+        .unwrap();
+        fs::write(
+            r.join("lib/guile/3.0/site-ccache/shepherd/service.go"),
+            b"\0GOOF",
+        )
+        .unwrap();
+        let m = Materialize {
+            prefix: P.into(),
+            rules: vec!["shepherd".into()],
+        };
+        let rep = apply(r, &m).unwrap();
+        assert_eq!(rep.rewritten, ["share/guile/site/3.0/shepherd/config.scm"]);
+        assert_eq!(
+            rep.deleted,
+            ["lib/guile/3.0/site-ccache/shepherd/config.go"]
+        );
+        assert!(
+            r.join("lib/guile/3.0/site-ccache/shepherd/service.go")
+                .exists()
+        );
+        let rec = fs::read_to_string(r.join("share/fruix/materialized")).unwrap();
+        assert!(
+            rec.starts_with(&format!(
+                "prefix {P}\nrules shepherd\nrevision {REVISION}\n"
+            )),
+            "{rec}"
+        );
+        // Deterministic: the same input gives the same output.
+        assert_eq!(apply(r, &m).unwrap(), Report::default());
+    }
+}

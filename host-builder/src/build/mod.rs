@@ -1,0 +1,249 @@
+//! `fruix system build`: realizes every package of a declaration into
+//! `OUT/frx` (a store root), adds the agent as an item, and writes the
+//! system item.
+//!
+//! Builder state lives in `OUT/.fruix-build` (realization records, work
+//! trees, tool logs), beside the root and never in it. Downloaded `.deb`s
+//! live in the cache directory, shared by every output directory.
+
+pub mod cache;
+pub mod debian;
+pub mod fingerprint;
+pub mod materialize;
+pub mod progress;
+pub mod realize;
+pub mod system;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fruix_store::{ImportError, ImportOptions, ItemName, StoreRoot};
+
+use crate::declaration::Loaded;
+use cache::Records;
+use progress::Progress;
+use realize::{Context, Origin, Realized};
+use system::ClosureItem;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An input the declaration names cannot be used.
+    #[error("{0}")]
+    Input(String),
+    /// An I/O error on a path.
+    #[error("{path}: {source}", path = .0.display(), source = .1)]
+    Io(PathBuf, #[source] io::Error),
+    /// An import into the store failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// An external tool failed; its last lines and its log.
+    #[error("{tool} failed (whole log: {}): {tail}", log.display())]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// Its full output.
+        log: PathBuf,
+        /// Its last lines, joined with ` | `.
+        tail: String,
+    },
+    /// A failure while realizing one package.
+    #[error("package '{package}': {source}")]
+    InPackage {
+        /// The package.
+        package: String,
+        /// What went wrong.
+        #[source]
+        source: Box<BuildError>,
+    },
+    /// A bug: something the checks of the declaration should have caught.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BuildError {
+    /// Says which package the error is about.
+    pub fn in_package(self, package: &str) -> BuildError {
+        match self {
+            e @ BuildError::InPackage { .. } => e,
+            e => BuildError::InPackage {
+                package: package.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// A work tree, removed when dropped.
+#[derive(Debug)]
+pub struct TempTree {
+    path: PathBuf,
+}
+
+static TREE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempTree {
+    /// A fresh empty directory under `parent`.
+    pub fn new(parent: &Path, label: &str) -> Result<TempTree, BuildError> {
+        fs::create_dir_all(parent).map_err(|e| BuildError::Io(parent.to_owned(), e))?;
+        let path = parent.join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            TREE_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fruix_store::root::remove_tree(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
+        fs::create_dir(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
+        Ok(TempTree { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        let _ = fruix_store::root::remove_tree(&self.path);
+    }
+}
+
+/// Options of a build.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The output directory; the root is `OUT/frx`.
+    pub out: PathBuf,
+    /// The `fruix-agent` binary to put in the system.
+    pub agent: PathBuf,
+    /// Where downloaded `.deb`s are kept.
+    pub cache_dir: PathBuf,
+    /// Worker threads.
+    pub jobs: usize,
+}
+
+/// What a build made.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BuildOutcome {
+    /// The system item.
+    pub system: ItemName,
+    /// Its directory.
+    pub system_path: PathBuf,
+    /// The closure the system item records.
+    pub closure: Vec<ClosureItem>,
+    /// Every declared package, realized.
+    pub packages: Vec<Realized>,
+    /// True when the system item was already in the store.
+    pub system_existed: bool,
+}
+
+/// Builds the system a declaration describes.
+pub fn build_system(
+    loaded: &Loaded,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildOutcome, BuildError> {
+    let root = StoreRoot::new(opts.out.join("frx"));
+    let state = opts.out.join(".fruix-build");
+    let work_dir = state.join("work");
+    // Work trees of an interrupted build are of no use.
+    fruix_store::root::remove_tree(&work_dir).map_err(|e| BuildError::Io(work_dir.clone(), e))?;
+    let records = Records::new(&state);
+    let cx = Context {
+        loaded,
+        root: &root,
+        records: &records,
+        work_dir: work_dir.clone(),
+        deb_cache: opts.cache_dir.join("debs"),
+        jobs: opts.jobs,
+        progress,
+    };
+    let realized = realize::realize_all(&cx)?;
+    let agent = realize_agent(&cx, &opts.agent)?;
+    let closure = system::closure(loaded, &realized, &agent);
+
+    let host = loaded.decl.host_name.get_ref();
+    let tree = TempTree::new(&work_dir, "system")?;
+    system::write_tree(tree.path(), loaded, &root, &closure, &realized)?;
+    let out = fruix_store::import_dir(
+        &root,
+        &format!("system-{host}"),
+        tree.path(),
+        &ImportOptions { jobs: opts.jobs },
+    )?;
+    progress.line(&format!("system: {}", out.name));
+    Ok(BuildOutcome {
+        system: out.name,
+        system_path: out.path,
+        closure,
+        packages: realized.into_values().collect(),
+        system_existed: out.existed,
+    })
+}
+
+/// The agent binary as an item of its own, `fruix-agent-VERSION`, holding
+/// `bin/fruix-agent`.
+fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError> {
+    let meta = fs::metadata(binary).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
+    if !meta.is_file() {
+        return Err(BuildError::Input(format!(
+            "{} is not the fruix-agent binary",
+            binary.display()
+        )));
+    }
+    let package = format!("fruix-agent-{}", env!("CARGO_PKG_VERSION"));
+    let fp = fingerprint::tree(binary).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
+    let key = Records::key(&format!(
+        "fruix-realize-v1\nname {package}\nagent {}\nfingerprint {fp}\n",
+        binary.display()
+    ));
+    if let Some(item) = cx.records.get(cx.root, &key) {
+        cx.progress.line(&format!("fruix-agent: unchanged, {item}"));
+        return Ok(Realized {
+            package: "fruix-agent".into(),
+            path: cx.root.item_path(&item),
+            item,
+            origin: Origin::Native,
+            reused: true,
+        });
+    }
+    let tree = TempTree::new(&cx.work_dir, "agent")?;
+    let bin = tree.path().join("bin");
+    fs::create_dir(&bin).map_err(|e| BuildError::Io(bin.clone(), e))?;
+    fs::copy(binary, bin.join("fruix-agent")).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
+    let out = fruix_store::import_dir(
+        cx.root,
+        &package,
+        tree.path(),
+        &ImportOptions { jobs: cx.jobs },
+    )?;
+    cx.records
+        .put(&key, &out.name)
+        .map_err(|e| BuildError::Io(cx.records_dir(), e))?;
+    cx.progress.line(&format!("fruix-agent: {}", out.name));
+    Ok(Realized {
+        package: "fruix-agent".into(),
+        item: out.name,
+        path: out.path,
+        origin: Origin::Native,
+        reused: false,
+    })
+}
+
+impl Context<'_> {
+    /// Where the realization records are, for error messages.
+    pub fn records_dir(&self) -> PathBuf {
+        self.work_dir.with_file_name("realized")
+    }
+}
+
+/// Packages realized this time, by name (for reports).
+pub fn rebuilt(outcome: &BuildOutcome) -> BTreeMap<&str, bool> {
+    outcome
+        .packages
+        .iter()
+        .map(|p| (p.package.as_str(), !p.reused))
+        .collect()
+}

@@ -1,0 +1,419 @@
+//! The system item: everything generated from the declaration, plus the
+//! closure and a copy of every closure item's manifest, so that the system
+//! item's one digest covers every file of the system.
+//!
+//! Layout:
+//!
+//! ```text
+//! closure                      ITEM ROLES ORIGIN, one line per item, sorted
+//! manifests/ITEM.mtree         the manifest of every closure item
+//! etc/fruix/system.toml        the agent's configuration
+//! etc/fruix/accounts.toml      declared groups and users, for activation
+//! etc/hostname, etc/hosts
+//! etc/ssh/sshd_config
+//! etc/ssh/authorized_keys/USER
+//! etc/shepherd.scm             Shepherd's services (both boot modes)
+//! etc/init.d/fruix-*           LSB scripts (rc-shepherd mode, Linux guests)
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use fruix_store::{ItemName, StoreRoot};
+
+use super::BuildError;
+use super::realize::{Origin, Realized};
+use crate::declaration::{InitMode, Loaded};
+
+/// One line of the closure.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClosureItem {
+    /// The item.
+    pub item: ItemName,
+    /// Its roles: `kernel`, `bootloader`, `base`, `agent`.
+    pub roles: Vec<&'static str>,
+    /// Its origin.
+    pub origin: Origin,
+    /// The declared package (or `fruix-agent`).
+    pub package: String,
+}
+
+/// The closure of a system: kernel, boot loader, base packages and agent,
+/// each once, with all its roles. The broad world a runtime is cut from
+/// is not in it.
+pub fn closure(
+    loaded: &Loaded,
+    realized: &BTreeMap<String, Realized>,
+    agent: &Realized,
+) -> Vec<ClosureItem> {
+    let d = &loaded.decl;
+    let mut by_pkg: BTreeMap<String, ClosureItem> = BTreeMap::new();
+    let mut add = |pkg: &str, role: &'static str, r: &Realized| {
+        let e = by_pkg.entry(pkg.to_owned()).or_insert_with(|| ClosureItem {
+            item: r.item.clone(),
+            roles: Vec::new(),
+            origin: r.origin,
+            package: pkg.to_owned(),
+        });
+        if !e.roles.contains(&role) {
+            e.roles.push(role);
+        }
+    };
+    for (role, pkg) in [
+        ("kernel", d.kernel.get_ref()),
+        ("bootloader", d.bootloader.get_ref()),
+    ] {
+        if let Some(r) = realized.get(pkg) {
+            add(pkg, role, r);
+        }
+    }
+    for p in &d.base_packages {
+        if let Some(r) = realized.get(p.get_ref()) {
+            add(p.get_ref(), "base", r);
+        }
+    }
+    add("fruix-agent", "agent", agent);
+    let mut v: Vec<ClosureItem> = by_pkg.into_values().collect();
+    v.sort_by(|a, b| a.item.cmp(&b.item));
+    v
+}
+
+/// Writes the system item's tree into `dir`.
+pub fn write_tree(
+    dir: &Path,
+    loaded: &Loaded,
+    root: &StoreRoot,
+    closure: &[ClosureItem],
+    realized: &BTreeMap<String, Realized>,
+) -> Result<(), BuildError> {
+    let d = &loaded.decl;
+    let w = |rel: &str, text: &str, mode: u32| write(dir, rel, text, mode);
+
+    let mut lines = String::new();
+    for c in closure {
+        let _ = writeln!(
+            lines,
+            "{} {} {}",
+            c.item,
+            c.roles.join(","),
+            c.origin.as_str()
+        );
+        let from = root.manifest_path(&c.item);
+        let to = dir.join("manifests").join(format!("{}.mtree", c.item));
+        fs::create_dir_all(dir.join("manifests"))
+            .map_err(|e| BuildError::Io(dir.join("manifests"), e))?;
+        fs::copy(&from, &to).map_err(|e| BuildError::Io(from.clone(), e))?;
+    }
+    w("closure", &lines, 0o444)?;
+
+    let host = d.host_name.get_ref();
+    w("etc/hostname", &format!("{host}\n"), 0o444)?;
+    w(
+        "etc/hosts",
+        &format!(
+            "127.0.0.1\tlocalhost\n127.0.1.1\t{host}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        ),
+        0o444,
+    )?;
+
+    let item_of = |pkg: &str| {
+        realized
+            .get(pkg)
+            .map(|r| r.item.to_string())
+            .unwrap_or_default()
+    };
+    let agent = closure
+        .iter()
+        .find(|c| c.roles.contains(&"agent"))
+        .map(|c| c.item.to_string())
+        .unwrap_or_default();
+    let runtime = d
+        .base_packages
+        .first()
+        .map(|p| item_of(p.get_ref()))
+        .unwrap_or_default();
+    let shepherd = d
+        .base_packages
+        .iter()
+        .map(|p| p.get_ref())
+        .find(|p| {
+            realized
+                .get(*p)
+                .is_some_and(|r| r.path.join("bin/shepherd").exists())
+        })
+        .map(|p| item_of(p))
+        .unwrap_or_default();
+    let extensions: Vec<String> = d
+        .base_packages
+        .iter()
+        .filter_map(|p| realized.get(p.get_ref()))
+        .filter(|r| r.path.join("lib/guile/3.0/extensions").is_dir())
+        .map(|r| r.item.to_string())
+        .collect();
+    w(
+        "etc/fruix/system.toml",
+        &agent_config(loaded, &runtime, &agent, &shepherd, &extensions),
+        0o444,
+    )?;
+    w("etc/fruix/accounts.toml", &accounts(loaded), 0o444)?;
+
+    let port = d.services.sshd.as_ref().map_or(22, |s| *s.port.get_ref());
+    if let Some(sshd) = &d.services.sshd {
+        let mut keys = String::new();
+        for k in &sshd.root_authorized_keys {
+            let _ = writeln!(keys, "{}", k.get_ref().trim());
+        }
+        for f in &sshd.root_authorized_keys_files {
+            let p = loaded.resolve(f.get_ref());
+            let text = fs::read_to_string(&p).map_err(|e| BuildError::Io(p.clone(), e))?;
+            for l in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                let _ = writeln!(keys, "{l}");
+            }
+        }
+        w("etc/ssh/authorized_keys/root", &keys, 0o444)?;
+        w("etc/ssh/sshd_config", &sshd_config(port), 0o444)?;
+    }
+    for u in &d.users {
+        if !u.authorized_keys.is_empty() {
+            w(
+                &format!("etc/ssh/authorized_keys/{}", u.name.get_ref()),
+                &(u.authorized_keys.join("\n") + "\n"),
+                0o444,
+            )?;
+        }
+    }
+
+    w(
+        "etc/shepherd.scm",
+        &shepherd_config(loaded, &agent, d.services.sshd.is_some()),
+        0o444,
+    )?;
+    if d.init == InitMode::RcShepherd {
+        for (name, text) in lsb_scripts(&agent, &shepherd) {
+            w(&format!("etc/init.d/{name}"), &text, 0o555)?;
+        }
+    }
+    Ok(())
+}
+
+fn write(dir: &Path, rel: &str, text: &str, mode: u32) -> Result<(), BuildError> {
+    let p = dir.join(rel);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).map_err(|e| BuildError::Io(parent.to_owned(), e))?;
+    }
+    fs::write(&p, text).map_err(|e| BuildError::Io(p.clone(), e))?;
+    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+        .map_err(|e| BuildError::Io(p.clone(), e))
+}
+
+/// A TOML string literal.
+fn q(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn agent_config(
+    loaded: &Loaded,
+    runtime: &str,
+    agent: &str,
+    shepherd: &str,
+    extensions: &[String],
+) -> String {
+    let d = &loaded.decl;
+    let mut s =
+        String::from("# Generated by `fruix system build`: the agent's view of this system.\n");
+    let _ = writeln!(s, "host-name = {}", q(d.host_name.get_ref()));
+    let _ = writeln!(s, "boot-mode = {}", q(d.init.as_str()));
+    let _ = writeln!(s, "store-verify = {}", q(d.agent.store_verify.as_str()));
+    let gate: Vec<String> = d.agent.gate.iter().map(|g| g.get_ref().clone()).collect();
+    let _ = writeln!(s, "gate = {}", list(&gate));
+    let _ = writeln!(s, "runtime = {}", q(runtime));
+    let _ = writeln!(s, "agent = {}", q(agent));
+    let _ = writeln!(s, "shepherd = {}", q(shepherd));
+    let _ = writeln!(s, "guile-extensions = {}", list(extensions));
+    let base: Vec<String> = d
+        .base_packages
+        .iter()
+        .map(|p| p.get_ref().clone())
+        .collect();
+    let _ = writeln!(s, "base-packages = {}", list(&base));
+    if let Some(sshd) = &d.services.sshd {
+        let _ = writeln!(s, "\n[sshd]\nport = {}", sshd.port.get_ref());
+    }
+    for p in &d.agent.probes {
+        let _ = writeln!(
+            s,
+            "\n[[probes]]\nname = {}\ncommand = {}\ntimeout = {}",
+            q(p.name.get_ref()),
+            list(p.command.get_ref()),
+            p.timeout.get_ref()
+        );
+        if !p.environment.is_empty() {
+            let env: Vec<String> = p
+                .environment
+                .iter()
+                .map(|(k, v)| format!("{} = {}", q(k), q(v)))
+                .collect();
+            let _ = writeln!(s, "environment = {{ {} }}", env.join(", "));
+        }
+    }
+    s
+}
+
+fn accounts(loaded: &Loaded) -> String {
+    let d = &loaded.decl;
+    let mut s = String::from("# Generated by `fruix system build`: declared groups and users.\n");
+    for g in &d.groups {
+        let _ = writeln!(
+            s,
+            "\n[[groups]]\nname = {}\ngid = {}",
+            q(g.name.get_ref()),
+            g.gid.get_ref()
+        );
+    }
+    for u in &d.users {
+        let home = u
+            .home
+            .as_ref()
+            .map(|h| h.get_ref().clone())
+            .unwrap_or_else(|| format!("/home/{}", u.name.get_ref()));
+        let _ = writeln!(
+            s,
+            "\n[[users]]\nname = {}\nuid = {}\ngroup = {}\nhome = {}\nshell = {}\ncomment = {}",
+            q(u.name.get_ref()),
+            u.uid.get_ref(),
+            q(u.group.get_ref()),
+            q(&home),
+            q(&u.shell),
+            q(&u.comment)
+        );
+    }
+    s
+}
+
+fn sshd_config(port: i64) -> String {
+    format!(
+        "# Generated by `fruix system build`. Host keys are made at first boot.\n\
+         Port {port}\n\
+         PermitRootLogin prohibit-password\n\
+         PasswordAuthentication no\n\
+         KbdInteractiveAuthentication no\n\
+         AuthorizedKeysFile /etc/ssh/authorized_keys/%u .ssh/authorized_keys\n\
+         PidFile /run/sshd.pid\n\
+         Subsystem sftp internal-sftp\n"
+    )
+}
+
+/// Shepherd's services. In shepherd-pid1 mode `fruix-agent init` has
+/// mounted the pseudo file systems and activated the system before exec'ing
+/// Shepherd, which then starts the network, sshd and the agent's daemon.
+/// In rc-shepherd mode the rc scripts activate, start Shepherd (network,
+/// sshd) and then the agent's daemon themselves.
+fn shepherd_config(loaded: &Loaded, agent: &str, sshd: bool) -> String {
+    let d = &loaded.decl;
+    let mut s = format!(
+        ";; Generated by `fruix system build` for {host} ({mode}).\n\
+         ;; Shepherd 1.0 syntax; (shepherd service) is in scope.\n\n\
+         (define (run . args)\n  (zero? (status:exit-val (apply system* args))))\n\n\
+         (define network\n  (service '(network)\n    #:documentation \"Static configuration for QEMU user networking.\"\n    #:one-shot? #t\n    #:start (lambda _\n              (run \"/usr/sbin/modprobe\" \"virtio_net\")\n              (run \"/usr/sbin/ip\" \"link\" \"set\" \"lo\" \"up\")\n              (run \"/usr/sbin/ip\" \"link\" \"set\" \"eth0\" \"up\")\n              (run \"/usr/sbin/ip\" \"addr\" \"add\" \"10.0.2.15/24\" \"dev\" \"eth0\")\n              (run \"/usr/sbin/ip\" \"route\" \"add\" \"default\" \"via\" \"10.0.2.2\")\n              #t)))\n",
+        host = d.host_name.get_ref(),
+        mode = d.init.as_str()
+    );
+    let mut names = vec!["network"];
+    if sshd {
+        s.push_str(
+            "\n(define sshd\n  (service '(sshd ssh-daemon)\n    #:requirement '(network)\n    #:start (make-forkexec-constructor\n             '(\"/usr/sbin/sshd\" \"-D\" \"-e\" \"-f\" \"/etc/ssh/sshd_config\")\n             #:log-file \"/var/log/sshd.log\")\n    #:stop (make-kill-destructor)\n    #:respawn? #t))\n",
+        );
+        names.push("sshd");
+    }
+    if d.init == InitMode::RcShepherd {
+        // The rc scripts start the agent's daemon (fruix-agent).
+        let last = names[names.len() - 1];
+        let _ = write!(
+            s,
+            "\n(register-services (list {}))\n(start-in-the-background '({last}))\n",
+            names.join(" ")
+        );
+        return s;
+    }
+    let req = if sshd { "'(sshd)" } else { "'(network)" };
+    let _ = write!(
+        s,
+        "\n(define fruix-agent\n  (service '(fruix-agent)\n    #:documentation \"Verifies the store, runs the readiness checks, writes the ready markers.\"\n    #:requirement {req}\n    #:start (make-forkexec-constructor\n             '(\"/frx/store/{agent}/bin/fruix-agent\" \"run\")\n             #:log-file \"/var/log/fruix-agent.log\")\n    #:stop (make-kill-destructor)\n    #:respawn? #t))\n"
+    );
+    names.push("fruix-agent");
+    let _ = write!(
+        s,
+        "\n(register-services (list {}))\n(start-in-the-background '(fruix-agent))\n",
+        names.join(" ")
+    );
+    s
+}
+
+/// LSB scripts for sysvinit (rc-shepherd mode on the Linux guests): the
+/// same three steps as FreeBSD's rc.d/fruix_activate, fruix_shepherd and
+/// fruix_agent.
+fn lsb_scripts(agent: &str, shepherd: &str) -> Vec<(&'static str, String)> {
+    let agent_bin = format!("/frx/store/{agent}/bin/fruix-agent");
+    let shepherd_bin = format!("/frx/store/{shepherd}/bin/shepherd");
+    let header = |name: &str, start: &str, desc: &str| {
+        format!(
+            "#!/bin/sh\n### BEGIN INIT INFO\n# Provides:          {name}\n# Required-Start:    {start}\n# Required-Stop:\n# Default-Start:     S 2 3 4 5\n# Default-Stop:      0 1 6\n# Short-Description: {desc}\n### END INIT INFO\n# Generated by `fruix system build`.\n\nset -e\n"
+        )
+    };
+    vec![
+        (
+            "fruix-activate",
+            header("fruix-activate", "$local_fs", "Activate the Fruix system")
+                + &format!(
+                    "case \"$1\" in\n  start) exec {agent_bin} activate ;;\n  stop|restart|force-reload|status) exit 0 ;;\n  *) echo \"Usage: $0 start\" >&2; exit 3 ;;\nesac\n"
+                ),
+        ),
+        (
+            "fruix-shepherd",
+            header(
+                "fruix-shepherd",
+                "fruix-activate $local_fs $network",
+                "GNU Shepherd as an ordinary service",
+            ) + &format!(
+                "PIDFILE=/run/fruix-shepherd.pid\ncase \"$1\" in\n  start)\n    start-stop-daemon --start --background --make-pidfile --pidfile \"$PIDFILE\" \\\n      --exec {shepherd_bin} -- --config=/etc/shepherd.scm --logfile=/var/log/shepherd.log ;;\n  stop)\n    herd stop root || start-stop-daemon --stop --pidfile \"$PIDFILE\" ;;\n  status)\n    start-stop-daemon --status --pidfile \"$PIDFILE\" ;;\n  restart|force-reload) \"$0\" stop; \"$0\" start ;;\n  *) echo \"Usage: $0 {{start|stop|status|restart}}\" >&2; exit 3 ;;\nesac\n"
+            ),
+        ),
+        (
+            "fruix-agent",
+            header(
+                "fruix-agent",
+                "fruix-shepherd",
+                "The Fruix agent: verification and readiness",
+            ) + &format!(
+                "PIDFILE=/run/fruix-agent.pid\ncase \"$1\" in\n  start)\n    start-stop-daemon --start --background --make-pidfile --pidfile \"$PIDFILE\" \\\n      --exec {agent_bin} -- run ;;\n  stop)\n    start-stop-daemon --stop --retry TERM/10 --pidfile \"$PIDFILE\" ;;\n  status)\n    exec {agent_bin} status ;;\n  restart|force-reload) \"$0\" stop; \"$0\" start ;;\n  *) echo \"Usage: $0 {{start|stop|status|restart}}\" >&2; exit 3 ;;\nesac\n"
+            ),
+        ),
+    ]
+}

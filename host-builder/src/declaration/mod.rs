@@ -1,0 +1,449 @@
+//! The operating-system declaration: a TOML file, read with `serde` and
+//! `toml`, then checked as a whole. Every error names the file, line and
+//! column of the offending value (`FILE:LINE:COL: message`).
+//!
+//! The fields mirror the Fruix `operating-system` template: `kernel`,
+//! `bootloader` and `base-packages` name packages declared under
+//! `[packages.NAME]`. `docs/declaration.md` documents every field.
+
+mod size;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use size::{ByteSize, parse_size};
+pub use validate::compile_glob;
+
+/// A declaration that cannot be used, with where it went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}:{col}: {message}", file.display())]
+pub struct DeclError {
+    /// The declaration file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub col: usize,
+    /// What is wrong, lower-case, naming the field.
+    pub message: String,
+}
+
+/// How the guest boots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InitMode {
+    /// `fruix-agent init` activates the system and execs Shepherd as PID 1.
+    ShepherdPid1,
+    /// The classic init and rc scripts start Shepherd as an ordinary
+    /// service (sysvinit and LSB scripts on the Linux guests, rc.d on
+    /// FreeBSD).
+    RcShepherd,
+}
+
+impl InitMode {
+    /// The word used in declarations and status reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitMode::ShepherdPid1 => "shepherd-pid1",
+            InitMode::RcShepherd => "rc-shepherd",
+        }
+    }
+}
+
+impl fmt::Display for InitMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A whole declaration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Declaration {
+    /// The guest's host name.
+    pub host_name: Spanned<String>,
+    /// The boot mode.
+    pub init: InitMode,
+    /// The package holding the kernel (Fruix's `#:kernel`).
+    pub kernel: Spanned<String>,
+    /// The boot-asset package (Fruix's `#:bootloader`).
+    pub bootloader: Spanned<String>,
+    /// The packages of the running system (Fruix's `#:base-packages`).
+    #[serde(default)]
+    pub base_packages: Vec<Spanned<String>>,
+    /// Every package, by name.
+    #[serde(default)]
+    pub packages: BTreeMap<Spanned<String>, Package>,
+    /// Services.
+    #[serde(default)]
+    pub services: Services,
+    /// Groups beyond the base ones.
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Users beyond root.
+    #[serde(default)]
+    pub users: Vec<User>,
+    /// Agent settings.
+    #[serde(default)]
+    pub agent: AgentSettings,
+    /// Image settings.
+    #[serde(default)]
+    pub image: ImageSettings,
+}
+
+/// A package: from a source, or derived from another package.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Package {
+    /// Version, appended to the name in the item's name (`shepherd-1.0.3`).
+    pub version: Option<Spanned<String>>,
+    /// Where the content comes from; exactly one of `source` and `from`.
+    pub source: Option<Spanned<Source>>,
+    /// The package this one is derived from.
+    pub from: Option<Spanned<String>>,
+    /// Globs of paths to take from `from` (default: everything).
+    #[serde(default)]
+    pub keep: Vec<Spanned<String>>,
+    /// Globs of paths to leave out (after `keep`).
+    #[serde(default)]
+    pub prune: Vec<Spanned<String>>,
+    /// Sanitation of a staged install prefix, applied on import.
+    pub materialize: Option<Spanned<Materialize>>,
+}
+
+/// Where a package's content comes from.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Source {
+    /// A directory, relative to the declaration.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A tar archive (plain, gzip, xz, zstd), relative to the declaration.
+    Tar {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// Debian packages installed into a tree by mmdebstrap.
+    Debian {
+        /// The suite, e.g. `trixie`.
+        suite: String,
+        /// Packages to install (beyond the essential set).
+        packages: Vec<String>,
+        /// The archive; default: the first Debian URI of the host's apt sources.
+        mirror: Option<String>,
+    },
+    /// Copied from the build host as it is: origin `host`.
+    HostPath {
+        /// The host path (absolute).
+        path: PathBuf,
+    },
+}
+
+/// Declared sanitation of a staged install prefix.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Materialize {
+    /// The prefix baked into the staged files, e.g.
+    /// `/tmp/shepherd-freebsd-validate-install`.
+    pub prefix: String,
+    /// Rule sets to apply: `guile`, `guile-extra`, `shepherd`.
+    pub rules: Vec<String>,
+}
+
+/// The services of the system.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Services {
+    /// The SSH daemon.
+    pub sshd: Option<Sshd>,
+}
+
+/// The SSH daemon. Host keys are made at first boot, never in the image.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Sshd {
+    /// TCP port.
+    #[serde(default = "default_ssh_port")]
+    pub port: Spanned<i64>,
+    /// Public keys allowed to log in as root.
+    #[serde(default)]
+    pub root_authorized_keys: Vec<Spanned<String>>,
+    /// Files holding more such keys, relative to the declaration.
+    #[serde(default)]
+    pub root_authorized_keys_files: Vec<Spanned<PathBuf>>,
+}
+
+fn default_ssh_port() -> Spanned<i64> {
+    Spanned::new(0..0, 22)
+}
+
+/// A group.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Group {
+    /// Name.
+    pub name: Spanned<String>,
+    /// Group id; stable across generations.
+    pub gid: Spanned<i64>,
+}
+
+/// A user account.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct User {
+    /// Login name.
+    pub name: Spanned<String>,
+    /// User id; stable across generations.
+    pub uid: Spanned<i64>,
+    /// Primary group.
+    pub group: Spanned<String>,
+    /// Home directory (absolute).
+    pub home: Option<Spanned<String>>,
+    /// Login shell.
+    #[serde(default = "default_shell")]
+    pub shell: String,
+    /// GECOS comment.
+    #[serde(default)]
+    pub comment: String,
+    /// Public keys allowed to log in as this user.
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+}
+
+fn default_shell() -> String {
+    "/bin/sh".into()
+}
+
+/// When the agent verifies the store at boot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyPolicy {
+    /// No verification.
+    None,
+    /// Types, modes, sizes and link targets of every item.
+    #[default]
+    Metadata,
+    /// Metadata and content.
+    Full,
+}
+
+impl VerifyPolicy {
+    /// The word used in declarations and the agent's configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerifyPolicy::None => "none",
+            VerifyPolicy::Metadata => "metadata",
+            VerifyPolicy::Full => "full",
+        }
+    }
+}
+
+/// The agent's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AgentSettings {
+    /// Store verification at boot.
+    #[serde(default)]
+    pub store_verify: VerifyPolicy,
+    /// Checks whose failure makes the system `failed` rather than
+    /// `degraded`: built-in checks or names of declared probes.
+    #[serde(default = "default_gate")]
+    pub gate: Vec<Spanned<String>>,
+    /// Command probes.
+    #[serde(default)]
+    pub probes: Vec<Probe>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            store_verify: VerifyPolicy::default(),
+            gate: default_gate(),
+            probes: Vec::new(),
+        }
+    }
+}
+
+/// The built-in readiness checks of the agent.
+pub const BUILTIN_CHECKS: &[&str] = &[
+    "sshd",
+    "shepherd",
+    "store",
+    "compat-shims",
+    "runtime-slice",
+    "activation",
+];
+
+fn default_gate() -> Vec<Spanned<String>> {
+    BUILTIN_CHECKS
+        .iter()
+        .map(|c| Spanned::new(0..0, (*c).to_owned()))
+        .collect()
+}
+
+/// A command probe: passes when the command exits 0 within the timeout.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Probe {
+    /// Name, as reported in status (`guile_module_smoke` for
+    /// `guile-module-smoke`).
+    pub name: Spanned<String>,
+    /// The program and its arguments.
+    pub command: Spanned<Vec<String>>,
+    /// Seconds before the probe counts as failed.
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Spanned<i64>,
+    /// Extra environment.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+fn default_probe_timeout() -> Spanned<i64> {
+    Spanned::new(0..0, 30)
+}
+
+/// Firmware the image boots with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// OVMF and the EFI system partition.
+    #[default]
+    Uefi,
+    /// QEMU loads the kernel and initrd directly (fastest under TCG).
+    Direct,
+}
+
+/// Disk image formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageFormat {
+    /// Raw disk.
+    Raw,
+    /// QEMU's qcow2.
+    Qcow2,
+    /// VHD (`vpc`), for XCP-ng.
+    Vhd,
+}
+
+/// Image settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ImageSettings {
+    /// Disk capacity, e.g. `12g`.
+    #[serde(default = "default_capacity")]
+    pub capacity: Spanned<String>,
+    /// Root partition size, e.g. `10g`.
+    #[serde(default = "default_root_size")]
+    pub root_size: Spanned<String>,
+    /// Formats to write.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<ImageFormat>,
+    /// Firmware.
+    #[serde(default)]
+    pub firmware: Firmware,
+}
+
+fn default_capacity() -> Spanned<String> {
+    Spanned::new(0..0, "12g".into())
+}
+fn default_root_size() -> Spanned<String> {
+    Spanned::new(0..0, "10g".into())
+}
+fn default_formats() -> Vec<ImageFormat> {
+    vec![ImageFormat::Raw]
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            capacity: default_capacity(),
+            root_size: default_root_size(),
+            formats: default_formats(),
+            firmware: Firmware::default(),
+        }
+    }
+}
+
+/// A declaration read from a file and checked: what the builder works from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The file it was read from.
+    pub file: PathBuf,
+    /// The directory relative paths are taken from.
+    pub base_dir: PathBuf,
+    /// The declaration.
+    pub decl: Declaration,
+    /// Packages in dependency order (a package after the one it is `from`).
+    pub order: Vec<String>,
+    /// Capacity and root size in bytes.
+    pub capacity: u64,
+    /// Root partition size in bytes.
+    pub root_size: u64,
+}
+
+impl Loaded {
+    /// A package by name (the name was checked to exist).
+    pub fn package(&self, name: &str) -> Option<&Package> {
+        self.decl
+            .packages
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Resolves a path given in the declaration.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        self.base_dir.join(p)
+    }
+}
+
+/// Reads and checks a declaration file.
+pub fn load(file: &Path) -> Result<Loaded, DeclError> {
+    let text = std::fs::read_to_string(file).map_err(|e| DeclError {
+        file: file.to_owned(),
+        line: 1,
+        col: 1,
+        message: format!("cannot read the declaration: {e}"),
+    })?;
+    parse(file, &text)
+}
+
+/// Parses and checks declaration text; `file` is used in errors and for
+/// relative paths.
+pub fn parse(file: &Path, text: &str) -> Result<Loaded, DeclError> {
+    let at = Locator { file, text };
+    let decl: Declaration = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        at.error(&span, e.message().trim_end().replace('\n', " "))
+    })?;
+    validate::check(&at, decl)
+}
+
+/// Turns byte spans into `FILE:LINE:COL` errors.
+pub(crate) struct Locator<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Locator<'_> {
+    pub(crate) fn error(&self, span: &Range<usize>, message: impl Into<String>) -> DeclError {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        DeclError {
+            file: self.file.to_owned(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+}

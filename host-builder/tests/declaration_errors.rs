@@ -1,0 +1,415 @@
+//! Malformed declarations: each case changes one thing in a valid
+//! declaration and asserts the exact `FILE:LINE:COL: message`.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use fruix_host_builder::declaration;
+
+const VALID: &str = r#"host-name = "box"
+init = "shepherd-pid1"
+kernel = "boot"
+bootloader = "boot"
+base-packages = ["runtime"]
+
+[packages.world]
+version = "1"
+source = { type = "dir", path = "world" }
+
+[packages.runtime]
+from = "world"
+prune = ["boot"]
+
+[packages.boot]
+from = "world"
+keep = ["boot/*"]
+
+[services.sshd]
+port = 22
+root-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x test@host"]
+
+[[groups]]
+name = "staff"
+gid = 50
+
+[[users]]
+name = "alice"
+uid = 1000
+group = "staff"
+home = "/home/alice"
+
+[agent]
+store-verify = "metadata"
+gate = ["sshd", "smoke"]
+
+[[agent.probes]]
+name = "smoke"
+command = ["true"]
+
+[image]
+capacity = "2g"
+root-size = "1g"
+formats = ["raw", "qcow2"]
+firmware = "direct"
+"#;
+
+/// A directory with the declaration's inputs (`world/`, `w.tar`).
+fn workdir() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    fs::create_dir_all(t.path().join("world/boot")).unwrap();
+    fs::write(t.path().join("w.tar"), b"").unwrap();
+    let file = t.path().join("system.toml");
+    (t, file)
+}
+
+fn parse(file: &Path, text: &str) -> Result<declaration::Loaded, String> {
+    declaration::parse(file, text).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_base_declaration_is_valid() {
+    let (_t, file) = workdir();
+    let l = parse(&file, VALID).unwrap();
+    assert_eq!(l.order, ["world", "boot", "runtime"]);
+    assert_eq!((l.capacity, l.root_size), (2 << 30, 1 << 30));
+}
+
+/// Replaces `from` by `to` in the valid declaration (which must contain
+/// `from`), parses it and asserts the error, written with `FILE` for the
+/// declaration's path.
+fn refused(from: &str, to: &str, want: &str) {
+    let (_t, file) = workdir();
+    assert!(VALID.contains(from), "the case does not apply: {from}");
+    let text = VALID.replacen(from, to, 1);
+    let err = parse(&file, &text).unwrap_err();
+    let dir = file.parent().unwrap().display().to_string();
+    assert_eq!(
+        err,
+        want.replace("FILE", &file.display().to_string())
+            .replace("DIR", &dir)
+    );
+    assert!(!err.contains('\n'), "one line: {err}");
+}
+
+macro_rules! case {
+    ($name:ident, $from:expr, $to:expr, $want:expr) => {
+        #[test]
+        fn $name() {
+            refused($from, $to, $want);
+        }
+    };
+}
+
+case!(
+    unknown_top_level_key,
+    "init = ",
+    "colour = \"red\"\ninit = ",
+    "FILE:2:1: unknown field `colour`, expected one of `host-name`, `init`, `kernel`, `bootloader`, `base-packages`, `packages`, `services`, `groups`, `users`, `agent`, `image`"
+);
+case!(
+    unknown_package_key,
+    "from = \"world\"\nprune",
+    "form = \"world\"\nprune",
+    "FILE:12:1: unknown field `form`, expected one of `version`, `source`, `from`, `keep`, `prune`, `materialize`"
+);
+case!(
+    unknown_user_key,
+    "home = \"/home/alice\"",
+    "homedir = \"/home/alice\"",
+    "FILE:31:1: unknown field `homedir`, expected one of `name`, `uid`, `group`, `home`, `shell`, `comment`, `authorized-keys`"
+);
+case!(
+    wrong_type_port,
+    "port = 22",
+    "port = \"22\"",
+    "FILE:20:8: invalid type: string \"22\", expected i64"
+);
+case!(
+    wrong_type_base_packages,
+    "base-packages = [\"runtime\"]",
+    "base-packages = \"runtime\"",
+    "FILE:5:17: invalid type: string \"runtime\", expected a sequence"
+);
+case!(
+    unknown_init_mode,
+    "init = \"shepherd-pid1\"",
+    "init = \"systemd\"",
+    "FILE:2:8: unknown variant `systemd`, expected `shepherd-pid1` or `rc-shepherd`"
+);
+case!(
+    missing_kernel,
+    "kernel = \"boot\"\n",
+    "",
+    "FILE:1:1: missing field `kernel`"
+);
+case!(
+    syntax_error,
+    "host-name = \"box\"",
+    "host-name = \"box",
+    "FILE:1:17: invalid basic string, expected `\"`"
+);
+case!(
+    bad_host_name,
+    "host-name = \"box\"",
+    "host-name = \"-box\"",
+    "FILE:1:13: `host-name`: '-box' is not a host name (letters, digits and '-', 1 to 63 characters, no '-' at either end)"
+);
+case!(
+    from_undeclared,
+    "from = \"world\"\nprune",
+    "from = \"wrold\"\nprune",
+    "FILE:12:8: `packages.runtime.from`: names package 'wrold', which is not declared"
+);
+case!(
+    cyclic_from,
+    "[packages.boot]\nfrom = \"world\"",
+    "[packages.boot]\nfrom = \"loop\"\n\n[packages.loop]\nfrom = \"boot\"\n\n[packages.x]\nfrom = \"world\"",
+    "FILE:19:8: `packages.loop.from`: makes a cycle: boot -> loop -> boot"
+);
+case!(
+    source_and_from,
+    "from = \"world\"\nprune",
+    "source = { type = \"dir\", path = \"world\" }\nfrom = \"world\"\nprune",
+    "FILE:13:8: package 'runtime': give either `source` or `from`, not both"
+);
+case!(
+    neither_source_nor_from,
+    "from = \"world\"\nprune = [\"boot\"]",
+    "version = \"2\"",
+    "FILE:11:11: package 'runtime': has neither `source` nor `from`"
+);
+case!(
+    keep_without_from,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nkeep = [\"x\"]",
+    "FILE:10:9: package 'world': `keep` and `prune` need `from`"
+);
+case!(
+    bad_glob,
+    "prune = [\"boot\"]",
+    "prune = [\"usr/[inc\"]",
+    "FILE:13:10: `packages.runtime.prune`: invalid glob 'usr/[inc': unclosed character class; missing ']'"
+);
+case!(
+    absolute_glob,
+    "keep = [\"boot/*\"]",
+    "keep = [\"/boot/*\"]",
+    "FILE:17:9: `packages.boot.keep`: glob '/boot/*' must be a non-empty relative path"
+);
+case!(
+    dotdot_glob,
+    "keep = [\"boot/*\"]",
+    "keep = [\"../etc/*\"]",
+    "FILE:17:9: `packages.boot.keep`: glob '../etc/*' must not contain '..'"
+);
+case!(
+    kernel_undeclared,
+    "kernel = \"boot\"",
+    "kernel = \"vmlinuz\"",
+    "FILE:3:10: `kernel`: names package 'vmlinuz', which is not declared"
+);
+case!(
+    bootloader_undeclared,
+    "bootloader = \"boot\"",
+    "bootloader = \"grub\"",
+    "FILE:4:14: `bootloader`: names package 'grub', which is not declared"
+);
+case!(
+    base_package_undeclared,
+    "base-packages = [\"runtime\"]",
+    "base-packages = [\"runtime\", \"guile\"]",
+    "FILE:5:29: `base-packages`: names package 'guile', which is not declared"
+);
+case!(
+    base_package_twice,
+    "base-packages = [\"runtime\"]",
+    "base-packages = [\"runtime\", \"runtime\"]",
+    "FILE:5:29: `base-packages`: 'runtime' is listed twice"
+);
+case!(
+    unreadable_dir_source,
+    "path = \"world\" }",
+    "path = \"nowhere\" }",
+    "FILE:9:10: `packages.world.source`: cannot read DIR/nowhere: No such file or directory (os error 2)"
+);
+case!(
+    tar_source_is_a_directory,
+    "type = \"dir\", path = \"world\"",
+    "type = \"tar\", path = \"world\"",
+    "FILE:9:10: `packages.world.source`: DIR/world is not an archive file"
+);
+case!(
+    dir_source_is_a_file,
+    "path = \"world\" }",
+    "path = \"w.tar\" }",
+    "FILE:9:10: `packages.world.source`: DIR/w.tar is not a directory"
+);
+case!(
+    relative_host_path,
+    "type = \"dir\", path = \"world\"",
+    "type = \"host-path\", path = \"usr/local\"",
+    "FILE:9:10: `packages.world.source`: host-path 'usr/local' must be absolute"
+);
+case!(
+    unknown_source_type,
+    "type = \"dir\", path = \"world\"",
+    "type = \"git\", path = \"world\"",
+    "FILE:9:19: unknown variant `git`, expected one of `dir`, `tar`, `debian`, `host-path`"
+);
+case!(
+    debian_without_packages,
+    "type = \"dir\", path = \"world\"",
+    "type = \"debian\", suite = \"trixie\", packages = []",
+    "FILE:9:10: `packages.world.source`: a debian source needs at least one package"
+);
+case!(
+    debian_bad_package_name,
+    "type = \"dir\", path = \"world\"",
+    "type = \"debian\", suite = \"trixie\", packages = [\"Open SSH\"]",
+    "FILE:9:10: `packages.world.source`: 'Open SSH' is not a Debian package name"
+);
+case!(
+    debian_bad_mirror,
+    "type = \"dir\", path = \"world\"",
+    "type = \"debian\", suite = \"trixie\", packages = [\"bash\"], mirror = \"ftp.debian.org\"",
+    "FILE:9:10: `packages.world.source`: mirror 'ftp.debian.org' is not an http, https or file URL"
+);
+case!(
+    invalid_package_name,
+    "[packages.world]",
+    "[packages.\"wor ld\"]",
+    "FILE:7:11: `packages`: invalid package name 'wor ld': it has a byte outside A-Z a-z 0-9 + . _ -"
+);
+case!(
+    invalid_version,
+    "version = \"1\"",
+    "version = \"1 beta\"",
+    "FILE:8:11: `packages.world.version`: invalid package name 'world-1 beta': it has a byte outside A-Z a-z 0-9 + . _ -"
+);
+case!(
+    materialize_unknown_rule,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"/tmp/x\", rules = [\"python\"] }",
+    "FILE:10:15: `packages.world.materialize`: unknown rule set 'python' (known: guile, guile-extra, shepherd)"
+);
+case!(
+    materialize_relative_prefix,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"tmp/x\", rules = [\"guile\"] }",
+    "FILE:10:15: `packages.world.materialize`: prefix 'tmp/x' is not an absolute path"
+);
+case!(
+    port_out_of_range,
+    "port = 22",
+    "port = 70000",
+    "FILE:20:8: `services.sshd.port`: 70000 is not a TCP port (1 to 65535)"
+);
+case!(
+    bad_authorized_key,
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x test@host",
+    "AAAAC3NzaC1lZDI1NTE5AAAAIG8x",
+    "FILE:21:25: `services.sshd.root-authorized-keys`: not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"
+);
+case!(
+    unreadable_key_file,
+    "root-authorized-keys = [",
+    "root-authorized-keys-files = [\"missing.pub\"]\nroot-authorized-keys = [",
+    "FILE:21:31: `services.sshd.root-authorized-keys-files`: cannot read DIR/missing.pub: No such file or directory (os error 2)"
+);
+case!(
+    bad_group_name,
+    "name = \"staff\"",
+    "name = \"Staff\"",
+    "FILE:24:8: `groups.name`: 'Staff' is not a group name (lower-case letters, digits, '_' and '-', starting with a letter or '_', at most 32)"
+);
+case!(
+    group_clashes_with_base,
+    "name = \"staff\"\ngid = 50",
+    "name = \"users\"\ngid = 50",
+    "FILE:24:8: `groups.name`: group 'users' is declared twice or is a base group"
+);
+case!(
+    gid_taken,
+    "gid = 50",
+    "gid = 100",
+    "FILE:25:7: `groups.gid`: 100 is already the gid of 'users'"
+);
+case!(
+    user_in_undeclared_group,
+    "group = \"staff\"",
+    "group = \"wheel\"",
+    "FILE:30:9: `users.group`: group 'wheel' is not declared"
+);
+case!(
+    user_named_root,
+    "name = \"alice\"",
+    "name = \"root\"",
+    "FILE:28:8: `users.name`: user 'root' is declared twice or is root"
+);
+case!(
+    uid_zero,
+    "uid = 1000",
+    "uid = 0",
+    "FILE:29:7: `users.uid`: 0 is outside 1 to 65533"
+);
+case!(
+    relative_home,
+    "home = \"/home/alice\"",
+    "home = \"home/alice\"",
+    "FILE:31:8: `users.home`: 'home/alice' is not an absolute path"
+);
+case!(
+    unknown_verify_policy,
+    "store-verify = \"metadata\"",
+    "store-verify = \"paranoid\"",
+    "FILE:34:16: unknown variant `paranoid`, expected one of `none`, `metadata`, `full`"
+);
+case!(
+    gate_names_unknown_check,
+    "gate = [\"sshd\", \"smoke\"]",
+    "gate = [\"sshd\", \"smok\"]",
+    "FILE:35:17: `agent.gate`: 'smok' is neither a built-in check (sshd, shepherd, store, compat-shims, runtime-slice, activation) nor a declared probe"
+);
+case!(
+    probe_without_program,
+    "command = [\"true\"]",
+    "command = []",
+    "FILE:39:11: `agent.probes.command`: probe 'smoke' has no program"
+);
+case!(
+    probe_timeout_zero,
+    "command = [\"true\"]",
+    "command = [\"true\"]\ntimeout = 0",
+    "FILE:40:11: `agent.probes.timeout`: 0 is outside 1 to 3600 seconds"
+);
+case!(
+    probe_named_like_a_builtin,
+    "name = \"smoke\"",
+    "name = \"sshd\"",
+    "FILE:38:8: `agent.probes.name`: 'sshd' is declared twice or is a built-in check"
+);
+case!(
+    bad_capacity,
+    "capacity = \"2g\"",
+    "capacity = \"2x\"",
+    "FILE:42:12: `image.capacity`: '2x' has an unknown unit 'x' (use k, m, g or t)"
+);
+case!(
+    root_larger_than_disk,
+    "root-size = \"1g\"",
+    "root-size = \"2g\"",
+    "FILE:43:13: `image.root-size`: 2g does not fit in `image.capacity` 2g beside the 64m EFI system partition"
+);
+case!(
+    unknown_format,
+    "formats = [\"raw\", \"qcow2\"]",
+    "formats = [\"raw\", \"vmdk\"]",
+    "FILE:44:19: unknown variant `vmdk`, expected one of `raw`, `qcow2`, `vhd`"
+);
+case!(
+    unknown_firmware,
+    "firmware = \"direct\"",
+    "firmware = \"bios\"",
+    "FILE:45:12: unknown variant `bios`, expected `uefi` or `direct`"
+);

@@ -1,0 +1,422 @@
+//! `fruix system build` on local sources: the package split, the closure,
+//! the system item, no-change rebuilds and what a changed input rebuilds.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fruix(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fruix"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write(p: &Path, text: &str) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+const PREFIX: &str = "/tmp/shepherd-fruix-test-validate-install";
+
+/// Inputs: a small "world", a staged Shepherd prefix, a host path, an
+/// agent binary; and a declaration using them.
+fn setup(dir: &Path, extra: &str) -> PathBuf {
+    let w = dir.join("world");
+    write(&w.join("boot/vmlinuz-6.12"), "kernel");
+    write(&w.join("boot/initrd.img-6.12"), "initrd");
+    write(&w.join("boot/config-6.12"), "config");
+    write(
+        &w.join("usr/lib/modules/6.12/kernel/virtio_blk.ko"),
+        "module",
+    );
+    write(&w.join("usr/include/stdio.h"), "int printf();");
+    write(&w.join("usr/share/doc/guile/copyright"), "GPL");
+    write(&w.join("usr/bin/guile"), "#!/bin/sh\n");
+    fs::set_permissions(w.join("usr/bin/guile"), fs::Permissions::from_mode(0o755)).unwrap();
+    write(&w.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n");
+    let s = dir.join("staged");
+    write(
+        &s.join("bin/shepherd"),
+        &format!(
+            "#!/usr/bin/guile \\\n-s\n!#\n(set! %load-path (cons \"{PREFIX}/share/guile/site/3.0\" %load-path))\n"
+        ),
+    );
+    write(
+        &s.join("share/guile/site/3.0/shepherd/config.scm"),
+        &format!("(define %sysconfdir \"{PREFIX}/etc\")\n"),
+    );
+    write(
+        &s.join("lib/guile/3.0/site-ccache/shepherd/config.go"),
+        "\0stale",
+    );
+    write(&dir.join("agent"), "#!/bin/sh\necho agent\n");
+    write(
+        &dir.join("keys/id.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFruixTestKeyOnly demo@host\n",
+    );
+    let decl = dir.join("system.toml");
+    write(
+        &decl,
+        &format!(
+            r#"host-name = "testbox"
+init = "shepherd-pid1"
+kernel = "native-boot"
+bootloader = "native-boot"
+base-packages = ["native-runtime", "shepherd"{extra_base}]
+
+[packages.native-world]
+version = "test"
+source = {{ type = "dir", path = "world" }}
+
+[packages.native-runtime]
+version = "test"
+from = "native-world"
+prune = ["boot", "usr/include", "usr/share/doc", "usr/lib/modules"]
+
+[packages.native-boot]
+version = "test"
+from = "native-world"
+keep = ["boot/vmlinuz-*", "boot/initrd.img-*", "usr/lib/modules"]
+
+[packages.native-dev]
+from = "native-world"
+keep = ["usr/include"]
+
+[packages.shepherd]
+version = "1.0.3"
+source = {{ type = "dir", path = "staged" }}
+materialize = {{ prefix = "{PREFIX}", rules = ["shepherd"] }}
+{extra}
+[services.sshd]
+root-authorized-keys-files = ["keys/id.pub"]
+"#,
+            extra_base = if extra.is_empty() {
+                ""
+            } else {
+                ", \"hostpkg\""
+            },
+        ),
+    );
+    decl
+}
+
+fn build(decl: &Path, out: &Path, agent: &Path) -> serde_json::Value {
+    let o = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        agent.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn package<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["package"] == name)
+        .unwrap()
+}
+
+fn store_count(out: &Path) -> usize {
+    fs::read_dir(out.join("frx/store")).unwrap().count()
+}
+
+#[test]
+fn builds_the_split_and_the_system_item() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let out = t.path().join("out");
+    let v = build(&decl, &out, &t.path().join("agent"));
+    let sys = PathBuf::from(v["system_path"].as_str().unwrap());
+    assert!(
+        sys.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .ends_with("-system-testbox")
+    );
+
+    let path_of = |name: &str| PathBuf::from(package(&v, name)["path"].as_str().unwrap());
+    let runtime = path_of("native-runtime");
+    assert!(runtime.join("usr/bin/guile").is_file());
+    assert!(!runtime.join("boot").exists(), "the runtime has no boot/");
+    assert!(
+        !runtime.join("usr/include").exists(),
+        "the runtime has no usr/include"
+    );
+    let boot = path_of("native-boot");
+    assert!(
+        boot.join("boot/vmlinuz-6.12").is_file() && boot.join("boot/initrd.img-6.12").is_file()
+    );
+    assert!(
+        boot.join("usr/lib/modules/6.12/kernel/virtio_blk.ko")
+            .is_file()
+    );
+    assert!(
+        !boot.join("boot/config-6.12").exists() && !boot.join("usr/bin").exists(),
+        "boot holds only what booting needs"
+    );
+    assert!(path_of("native-dev").join("usr/include/stdio.h").is_file());
+
+    // The closure: kernel+bootloader, base packages and the agent; not the world.
+    let closure = fs::read_to_string(sys.join("closure")).unwrap();
+    let mut roles: Vec<String> = closure
+        .lines()
+        .map(|l| l.split(' ').skip(1).collect::<Vec<_>>().join(" "))
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            "agent native",
+            "base native",
+            "base native",
+            "kernel,bootloader native"
+        ]
+    );
+    let world = package(&v, "native-world")["item"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !closure.contains(&world),
+        "the broad world is not in the closure"
+    );
+    for line in closure.lines() {
+        let item = line.split(' ').next().unwrap();
+        let copy = fs::read(sys.join("manifests").join(format!("{item}.mtree"))).unwrap();
+        assert_eq!(
+            copy,
+            fs::read(
+                out.join("frx/var/db/fruix/manifests")
+                    .join(format!("{item}.mtree"))
+            )
+            .unwrap()
+        );
+    }
+
+    // The materialized Shepherd: no prefix left in what was rewritten; the
+    // stale compiled file is gone.
+    let shep = path_of("shepherd");
+    let config = fs::read_to_string(shep.join("share/guile/site/3.0/shepherd/config.scm")).unwrap();
+    assert_eq!(config, "(define %sysconfdir \"/etc\")\n");
+    assert!(
+        !shep
+            .join("lib/guile/3.0/site-ccache/shepherd/config.go")
+            .exists()
+    );
+    let scan = fruix(&["scan-prefixes", shep.to_str().unwrap(), "--prefix", PREFIX]);
+    assert_eq!(
+        scan.status.code(),
+        Some(1),
+        "the materializer record names the old prefix"
+    );
+    let hits = String::from_utf8_lossy(&scan.stdout);
+    assert_eq!(
+        hits.trim(),
+        format!("1 share/fruix/materialized {PREFIX} (text)")
+    );
+
+    // Generated configuration.
+    let agent_cfg = fs::read_to_string(sys.join("etc/fruix/system.toml")).unwrap();
+    assert!(
+        agent_cfg.contains("boot-mode = \"shepherd-pid1\""),
+        "{agent_cfg}"
+    );
+    assert!(
+        agent_cfg.contains(&format!(
+            "shepherd = \"{}\"",
+            package(&v, "shepherd")["item"].as_str().unwrap()
+        )),
+        "{agent_cfg}"
+    );
+    assert!(
+        fs::read_to_string(sys.join("etc/shepherd.scm"))
+            .unwrap()
+            .contains("(start-in-the-background '(fruix-agent))")
+    );
+    assert_eq!(
+        fs::read_to_string(sys.join("etc/ssh/authorized_keys/root")).unwrap(),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFruixTestKeyOnly demo@host\n"
+    );
+    assert!(
+        !sys.join("etc/init.d").exists(),
+        "no rc scripts in pid1 mode"
+    );
+
+    let o = fruix(&[
+        "store",
+        "verify",
+        "--root",
+        out.join("frx").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn a_second_build_copies_nothing_and_a_change_rebuilds_only_its_dependents() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let out = t.path().join("out");
+    let agent = t.path().join("agent");
+    let first = build(&decl, &out, &agent);
+    let n = store_count(&out);
+    let second = build(&decl, &out, &agent);
+    assert_eq!(second["system"], first["system"]);
+    assert_eq!(second["system_existed"], true);
+    assert!(
+        second["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["reused"] == true)
+    );
+    assert_eq!(store_count(&out), n, "nothing new in the store");
+
+    // Change the staged Shepherd: it and the system are rebuilt, nothing else.
+    fs::write(t.path().join("staged/bin/herd"), "#!/usr/bin/guile\n").unwrap();
+    let third = build(&decl, &out, &agent);
+    let rebuilt: Vec<&str> = third["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["reused"] == false)
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    assert_eq!(rebuilt, ["shepherd"]);
+    assert_ne!(third["system"], first["system"]);
+    assert_eq!(
+        store_count(&out),
+        n + 2,
+        "a new shepherd item and a new system item"
+    );
+
+    // Change the world: everything cut from it is rebuilt.
+    fs::write(t.path().join("world/usr/bin/extra"), "x").unwrap();
+    let fourth = build(&decl, &out, &agent);
+    let mut rebuilt: Vec<&str> = fourth["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["reused"] == false)
+        .map(|p| p["package"].as_str().unwrap())
+        .collect();
+    rebuilt.sort();
+    assert_eq!(
+        rebuilt,
+        [
+            "native-boot",
+            "native-dev",
+            "native-runtime",
+            "native-world"
+        ]
+    );
+    assert_eq!(
+        package(&fourth, "native-boot")["item"],
+        package(&third, "native-boot")["item"],
+        "same content, same item"
+    );
+}
+
+#[test]
+fn a_host_path_package_has_origin_host() {
+    let t = tempfile::tempdir().unwrap();
+    let host = t.path().join("host-tree");
+    write(&host.join("bin/tool"), "tool");
+    let extra = format!(
+        "\n[packages.hostpkg]\nsource = {{ type = \"host-path\", path = \"{}\" }}\n",
+        host.display()
+    );
+    let decl = setup(t.path(), &extra);
+    let out = t.path().join("out");
+    let v = build(&decl, &out, &t.path().join("agent"));
+    let sys = PathBuf::from(v["system_path"].as_str().unwrap());
+    let closure = fs::read_to_string(sys.join("closure")).unwrap();
+    let hostpkg = package(&v, "hostpkg")["item"].as_str().unwrap().to_owned();
+    assert!(
+        closure.lines().any(|l| l == format!("{hostpkg} base host")),
+        "{closure}"
+    );
+    assert_eq!(package(&v, "hostpkg")["origin"], "host");
+}
+
+#[test]
+fn a_bad_declaration_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let text = fs::read_to_string(&decl).unwrap().replace(
+        "from = \"native-world\"\nprune",
+        "from = \"native-wrld\"\nprune",
+    );
+    fs::write(&decl, text).unwrap();
+    let out = t.path().join("out");
+    let o = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        t.path().join("agent").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err,
+        format!(
+            "fruix: {}:13:8: `packages.native-runtime.from`: names package 'native-wrld', which is not declared\n",
+            decl.display()
+        )
+    );
+    assert!(!out.exists(), "nothing was written");
+}
+
+#[test]
+fn rc_mode_adds_the_rc_scripts() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let text = fs::read_to_string(&decl)
+        .unwrap()
+        .replace("init = \"shepherd-pid1\"", "init = \"rc-shepherd\"");
+    fs::write(&decl, text).unwrap();
+    let out = t.path().join("out");
+    let v = build(&decl, &out, &t.path().join("agent"));
+    let sys = PathBuf::from(v["system_path"].as_str().unwrap());
+    for s in ["fruix-activate", "fruix-shepherd", "fruix-agent"] {
+        let p = sys.join("etc/init.d").join(s);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o555,
+            "{s}"
+        );
+        assert!(
+            fs::read_to_string(&p)
+                .unwrap()
+                .contains(&format!("# Provides:          {s}"))
+        );
+    }
+    let shepherd = fs::read_to_string(sys.join("etc/shepherd.scm")).unwrap();
+    assert!(
+        !shepherd.contains("fruix-agent"),
+        "the rc scripts start the agent in rc mode"
+    );
+}
