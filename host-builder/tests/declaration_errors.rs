@@ -413,3 +413,47 @@ case!(
     "firmware = \"bios\"",
     "FILE:45:12: unknown variant `bios`, expected `uefi` or `direct`"
 );
+
+/// The shipped examples are valid declarations once their inputs exist
+/// (the staged prefixes and the demo key are made by the README's first
+/// command; here they are stand-ins in a temporary directory).
+#[test]
+fn the_examples_are_valid() {
+    for (example, mode) in [("pid1.toml", "shepherd-pid1"), ("rc.toml", "rc-shepherd")] {
+        let t = tempfile::tempdir().unwrap();
+        let text = fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples")
+                .join(example),
+        )
+        .unwrap();
+        let mut text = text.replace("../target/fruix-demo/id_ed25519.pub", "id.pub");
+        for p in [
+            "/tmp/guile-gnutls-freebsd-validate-install",
+            "/tmp/shepherd-freebsd-validate-install",
+        ] {
+            let stand_in = t.path().join(p.trim_start_matches("/tmp/"));
+            fs::create_dir_all(&stand_in).unwrap();
+            text = text.replace(
+                &format!("path = \"{p}\""),
+                &format!("path = \"{}\"", stand_in.display()),
+            );
+        }
+        fs::write(
+            t.path().join("id.pub"),
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleKeyForTests x@y\n",
+        )
+        .unwrap();
+        let l = parse(&t.path().join(example), &text).unwrap_or_else(|e| panic!("{example}: {e}"));
+        assert_eq!(l.decl.init.as_str(), mode);
+        assert_eq!(
+            l.order.first().map(String::as_str),
+            Some("guile-extra"),
+            "{example}"
+        );
+        assert!(
+            l.order.iter().position(|p| p == "native-world")
+                < l.order.iter().position(|p| p == "native-runtime")
+        );
+    }
+}

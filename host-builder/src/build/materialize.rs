@@ -162,18 +162,24 @@ fn shepherd_rule(rel: &str, text: &str, prefix: &str) -> String {
     }
     if rel.starts_with("bin/") || rel.starts_with("sbin/") {
         // "PREFIX/share/guile/site/3.0" -> computed from the script's place.
-        let mut out = text.to_owned();
-        for sub in [
-            "share/guile/site/3.0",
-            "lib/guile/3.0/site-ccache",
-            "share/guile/site",
-            "lib/guile/3.0/ccache",
-        ] {
-            let quoted = format!("\"{prefix}/{sub}\"");
-            let computed = format!(
-                "(string-append (dirname (dirname (canonicalize-path (current-filename)))) \"/{sub}\")"
-            );
-            out = out.replace(&quoted, &computed);
+        // A quoted list naming the prefix becomes a (list ...), so that the
+        // computed elements are evaluated.
+        let needle = format!("\"{prefix}/");
+        let mut out = String::with_capacity(text.len());
+        for line in text.split_inclusive('\n') {
+            if !line.contains(&needle) {
+                out.push_str(line);
+                continue;
+            }
+            let mut l = line.replace("'(\"", "(list \"");
+            for sub in ["share/guile/site/3.0", "lib/guile/3.0/site-ccache"] {
+                let quoted = format!("\"{prefix}/{sub}\"");
+                let computed = format!(
+                    "(string-append (dirname (dirname (canonicalize-path (current-filename)))) \"/{sub}\")"
+                );
+                l = l.replace(&quoted, &computed);
+            }
+            out.push_str(&l);
         }
         return out;
     }
@@ -181,36 +187,20 @@ fn shepherd_rule(rel: &str, text: &str, prefix: &str) -> String {
 }
 
 fn guile_extra_rule(rel: &str, text: &str, prefix: &str) -> String {
-    if !(rel.ends_with("fibers/config.scm") || rel.ends_with("/gnutls.scm")) {
-        return text.to_owned();
+    // The extension directory baked in by configure becomes #f, so that the
+    // bare library name is looked up (GUILE_EXTENSIONS_PATH, then Guile's
+    // own extension directory).
+    let dir = format!("\"{prefix}/lib/guile/3.0/extensions\"");
+    if rel.ends_with("fibers/config.scm") {
+        return text.replace(&dir, "#f").replace(
+            "(in-vicinity *extlibdir* lib)",
+            "(if *extlibdir* (in-vicinity *extlibdir* lib) lib)",
+        );
     }
-    // "PREFIX/lib/guile/3.0/extensions/NAME" -> "NAME", found through
-    // GUILE_EXTENSIONS_PATH.
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let needle = format!("\"{prefix}/");
-    while let Some(i) = rest.find(&needle) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        match after.find('"') {
-            Some(end)
-                if after[..end].contains("/extensions/") || after[..end].contains("/lib/") =>
-            {
-                let path = &after[..end];
-                let base = path.rsplit('/').next().unwrap_or(path);
-                out.push('"');
-                out.push_str(base);
-                out.push('"');
-                rest = &after[end + 1..];
-            }
-            _ => {
-                out.push('"');
-                rest = after;
-            }
-        }
+    if rel.ends_with("/gnutls.scm") {
+        return text.replace(&dir, "#f");
     }
-    out.push_str(rest);
-    out
+    text.to_owned()
 }
 
 fn guile_rule(text: &str, prefix: &str) -> String {
@@ -288,28 +278,45 @@ mod tests {
 
     #[test]
     fn scripts_find_their_modules_from_their_own_place() {
+        // As Shepherd 1.0.3's configure writes bin/shepherd.
         let text = format!(
-            "#!/usr/bin/guile \\\n--no-auto-compile -e main -s\n!#\n(set! %load-path (cons \"{P}/share/guile/site/3.0\" %load-path))\n"
+            "#!/usr/bin/guile-3.0 --no-auto-compile\n-*- scheme -*-\n!#\n\n(set! %load-path\n      (append '(\"{P}/share/guile/site/3.0\" \"{P}/share/guile/site/3.0\") %load-path))\n(set! %load-compiled-path\n      (append '(\"{P}/lib/guile/3.0/site-ccache\") %load-compiled-path))\n"
         );
         let out = shepherd_rule("bin/shepherd", &text, P);
         assert!(!out.contains(P), "{out}");
-        assert!(out.contains("(cons (string-append (dirname (dirname (canonicalize-path (current-filename)))) \"/share/guile/site/3.0\") %load-path)"), "{out}");
+        let here = "(dirname (dirname (canonicalize-path (current-filename))))";
+        assert!(out.contains(&format!("(append (list (string-append {here} \"/share/guile/site/3.0\") (string-append {here} \"/share/guile/site/3.0\")) %load-path)")), "{out}");
+        assert!(out.contains(&format!("(append (list (string-append {here} \"/lib/guile/3.0/site-ccache\")) %load-compiled-path)")), "{out}");
+        assert!(out.starts_with(
+            "#!/usr/bin/guile-3.0 --no-auto-compile\n-*- scheme -*-\n!#\n\n(set! %load-path\n"
+        ));
     }
 
     #[test]
-    fn extensions_are_named_by_bare_name() {
+    fn extensions_are_found_by_bare_name() {
         let g = "/tmp/guile-gnutls-freebsd-validate-install";
-        let text = format!(
-            "(define extension-library \"{g}/lib/guile/3.0/extensions/fibers-epoll\")\n(display \"{g}/other\")\n"
+        // As guile-fibers 1.3.1 and guile-gnutls 4.0.1 write them for a
+        // non-standard prefix.
+        let fibers = format!(
+            "(define *extlibdir*\n  (cond\n   ((getenv \"FIBERS_BUILD_DIR\")\n    => (lambda (builddir) (in-vicinity builddir \".libs\")))\n   (else \"{g}/lib/guile/3.0/extensions\")))\n\n(define (extension-library lib)\n  (in-vicinity *extlibdir* lib))\n"
         );
-        let out = guile_extra_rule("share/guile/site/3.0/fibers/config.scm", &text, g);
+        let out = guile_extra_rule("share/guile/site/3.0/fibers/config.scm", &fibers, g);
+        assert!(
+            out.contains("   (else #f)))\n")
+                && out.contains("(if *extlibdir* (in-vicinity *extlibdir* lib) lib)"),
+            "{out}"
+        );
+        let gnutls = format!(
+            "  (define %libdir\n    (or (getenv \"GNUTLS_GUILE_EXTENSION_DIR\")\n        \"{g}/lib/guile/3.0/extensions\"\n        ))\n"
+        );
+        let out = guile_extra_rule("share/guile/site/3.0/gnutls.scm", &gnutls, g);
         assert_eq!(
             out,
-            format!("(define extension-library \"fibers-epoll\")\n(display \"{g}/other\")\n")
+            "  (define %libdir\n    (or (getenv \"GNUTLS_GUILE_EXTENSION_DIR\")\n        #f\n        ))\n"
         );
         assert_eq!(
-            guile_extra_rule("share/x.scm", &text, g),
-            text,
+            guile_extra_rule("share/x.scm", &gnutls, g),
+            gnutls,
             "other files are left alone"
         );
     }
