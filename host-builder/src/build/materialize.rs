@@ -35,7 +35,7 @@ use super::{BuildError, TempTree};
 use crate::declaration::Materialize;
 
 /// Revision of the rules; part of the package's description.
-pub const REVISION: u32 = 1;
+pub const REVISION: u32 = 2;
 
 /// Copies `input` and applies the rules; returns the work tree to import.
 pub fn stage(
@@ -115,8 +115,11 @@ pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
     report.deleted.sort();
     let record = root.join("share/fruix");
     fs::create_dir_all(&record).map_err(|e| BuildError::Io(record.clone(), e))?;
+    // The old prefix is recorded as parent and name, not as the path
+    // itself, so that a cleanly materialized item scans clean.
+    let (parent, name) = prefix.rsplit_once('/').unwrap_or(("", prefix));
     let mut text = format!(
-        "prefix {prefix}\nrules {}\nrevision {REVISION}\n",
+        "prefix-parent {parent}/\nprefix-name {name}\nrules {}\nrevision {REVISION}\n",
         m.rules.join(" ")
     );
     for r in &report.rewritten {
@@ -160,7 +163,7 @@ fn shepherd_rule(rel: &str, text: &str, prefix: &str) -> String {
             .join("\n")
             + if text.ends_with('\n') { "\n" } else { "" };
     }
-    if rel.starts_with("bin/") || rel.starts_with("sbin/") {
+    if rel.starts_with("bin/") || rel.starts_with("sbin/") || rel.starts_with("libexec/") {
         // "PREFIX/share/guile/site/3.0" -> computed from the script's place.
         // A quoted list naming the prefix becomes a (list ...), so that the
         // computed elements are evaluated.
@@ -364,9 +367,13 @@ mod tests {
         let rec = fs::read_to_string(r.join("share/fruix/materialized")).unwrap();
         assert!(
             rec.starts_with(&format!(
-                "prefix {P}\nrules shepherd\nrevision {REVISION}\n"
+                "prefix-parent /tmp/\nprefix-name shepherd-freebsd-validate-install\nrules shepherd\nrevision {REVISION}\n"
             )),
             "{rec}"
+        );
+        assert!(
+            !rec.contains(P),
+            "the record does not hold the prefix itself"
         );
         // Deterministic: the same input gives the same output.
         assert_eq!(apply(r, &m).unwrap(), Report::default());
