@@ -437,3 +437,33 @@ fn rc_mode_adds_the_rc_scripts() {
         "the rc scripts start the agent in rc mode"
     );
 }
+
+#[test]
+fn a_tar_source_gives_the_same_items_as_the_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(t.path().join("world"))
+        .args(["-cJf"])
+        .arg(t.path().join("world.txz"))
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let from_dir = build(&decl, &t.path().join("out-dir"), &t.path().join("agent"));
+    let text = fs::read_to_string(&decl).unwrap().replace(
+        "source = { type = \"dir\", path = \"world\" }",
+        "source = { type = \"tar\", path = \"world.txz\" }",
+    );
+    fs::write(&decl, text).unwrap();
+    let from_tar = build(&decl, &t.path().join("out-tar"), &t.path().join("agent"));
+    for p in ["native-world", "native-runtime", "native-boot"] {
+        assert_eq!(
+            package(&from_tar, p)["item"],
+            package(&from_dir, p)["item"],
+            "{p}"
+        );
+    }
+    assert_eq!(from_tar["system"], from_dir["system"]);
+}
