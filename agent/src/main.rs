@@ -1,13 +1,16 @@
-//! `fruix-agent`, the in-guest agent. Today it verifies the store with the
-//! same engine as `fruix store verify`; activation, the daemon and status
-//! arrive with the agent issue.
+//! `fruix-agent`, the in-guest agent: parses the command line, runs the
+//! command, maps the result to an exit status (0 success, 1 findings or
+//! not ready, 2 error) in this one place.
+
+mod platform;
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use fruix_activation::GuestRoot;
 use fruix_store::{Depth, ItemName, StoreRoot, VerifyOptions};
 
 /// The Fruix guest agent.
@@ -35,6 +38,22 @@ enum Command {
         /// Items to verify, by name [default: all].
         #[arg(value_name = "ITEM")]
         items: Vec<String>,
+    },
+    /// Bring the guest in line with a system item: /etc, accounts, links,
+    /// host keys, generations. Exit 0 when every step succeeded.
+    Activate {
+        /// The system item [default: fruix.system= on the boot line].
+        #[arg(long, value_name = "PATH")]
+        system: Option<String>,
+        /// The guest's root (a directory, for tests and image building).
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Print the plan; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the ledger as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -68,6 +87,49 @@ fn verify(root: PathBuf, metadata_only: bool, json: bool, items: Vec<String>) ->
     Ok(report.is_clean())
 }
 
+fn activate(system: Option<String>, root: PathBuf, dry_run: bool, json: bool) -> Result<bool> {
+    let system = match system {
+        Some(s) => s,
+        None => platform::boot_args()
+            .and_then(|a| platform::boot_arg(&a, "fruix.system"))
+            .context("no system item: pass --system or boot with fruix.system=")?,
+    };
+    if !system.starts_with("/frx/store/") {
+        bail!("--system: '{system}' is not a store item under /frx/store");
+    }
+    let mut guest = GuestRoot::new(root);
+    if dry_run {
+        guest = guest.dry_run();
+    }
+    let platform = fruix_activation::platform::native();
+    let ledger = fruix_activation::activate(&guest, &system, platform.as_ref());
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&ledger)?)?;
+    } else {
+        for s in &ledger.steps {
+            let status = serde_json::to_value(s.status)?;
+            writeln!(
+                out,
+                "{:<13} {:<9} {} ms",
+                s.step,
+                status.as_str().unwrap_or(""),
+                s.ms
+            )?;
+            for c in &s.changes {
+                writeln!(out, "  {}{c}", if dry_run { "would: " } else { "" })?;
+            }
+            if let Some(e) = &s.error {
+                writeln!(out, "  error: {e}")?;
+            }
+        }
+        if !ledger.changed() && ledger.ok() {
+            writeln!(out, "nothing to change")?;
+        }
+    }
+    Ok(ledger.ok())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Verify {
@@ -76,15 +138,28 @@ fn main() -> ExitCode {
             json,
             items,
         } => verify(root, metadata_only, json, items),
+        Command::Activate {
+            system,
+            root,
+            dry_run,
+            json,
+        } => activate(system, root, dry_run, json),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // Output cut short by a closed pipe (`| head`) is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fruix-agent: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]

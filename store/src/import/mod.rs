@@ -216,6 +216,7 @@ impl<'r> ItemBuilder<'r> {
     }
 
     /// Adds a regular file with the content `r` yields.
+    #[cfg_attr(not(feature = "archive"), allow(dead_code))]
     pub(crate) fn add_file(
         &mut self,
         rel: &[u8],

@@ -1,0 +1,385 @@
+//! Activation against a temporary guest root: what the first run makes,
+//! that a second run changes nothing, generations, stale /etc entries,
+//! compatibility shims, dry runs, kept passwords and failures.
+#![allow(clippy::unwrap_used)]
+
+use std::cell::Cell;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use fruix_activation::accounts::AccountDb;
+use fruix_activation::platform::Platform;
+use fruix_activation::{ActivationError, GuestRoot, StepStatus, activate};
+
+/// The OS part only: accounts written as on Linux (without changing
+/// owners), host keys as stub files.
+#[derive(Default)]
+struct FakeOs {
+    keygen_calls: Cell<u32>,
+    fail_keys: bool,
+}
+
+impl Platform for FakeOs {
+    fn write_accounts(
+        &self,
+        root: &GuestRoot,
+        db: &AccountDb,
+    ) -> Result<Vec<String>, ActivationError> {
+        let mut c = Vec::new();
+        for (p, t, m) in [
+            ("/etc/passwd", db.passwd(), 0o644),
+            ("/etc/group", db.group(), 0o644),
+            ("/etc/shadow", db.shadow(), 0o640),
+        ] {
+            if root.write_if_changed(p, t.as_bytes(), m, None)? {
+                c.push(p.to_owned());
+            }
+        }
+        Ok(c)
+    }
+
+    fn generate_host_keys(&self, root: &GuestRoot) -> Result<(), ActivationError> {
+        self.keygen_calls.set(self.keygen_calls.get() + 1);
+        if self.fail_keys {
+            return Err(ActivationError::Tool {
+                tool: "ssh-keygen".into(),
+                message: "exit status: 1".into(),
+            });
+        }
+        for t in ["ed25519", "ecdsa", "rsa"] {
+            root.write_if_changed(&format!("/etc/ssh/ssh_host_{t}_key"), b"KEY", 0o600, None)?;
+        }
+        Ok(())
+    }
+}
+
+const RUNTIME: &str =
+    "1111111111111111111111111111111111111111111111111111111111111111-native-runtime-test";
+
+fn write(p: &Path, text: &str) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+}
+
+/// A guest root with a runtime item and a system item named `system-NAME`
+/// whose generated etc holds `files`.
+fn guest(t: &Path) {
+    let rt = t.join("frx/store").join(RUNTIME);
+    write(&rt.join("usr/bin/sh"), "sh");
+    symlink("usr/bin", rt.join("bin")).unwrap();
+    write(
+        &rt.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\n",
+    );
+    write(
+        &rt.join("etc/group"),
+        "root:x:0:\nshadow:x:42:\nusers:x:100:\n",
+    );
+    write(&rt.join("etc/ssh/moduli"), "moduli");
+    write(&rt.join("etc/hostname"), "debian\n");
+    fs::create_dir_all(rt.join("etc/alternatives")).unwrap();
+    symlink("/usr/bin/guile-3.0", rt.join("etc/alternatives/guile")).unwrap();
+    write(&rt.join("etc/ld.so.conf.d/x.conf"), "/usr/local/lib\n");
+}
+
+fn system(t: &Path, name: &str, files: &[(&str, &str)]) -> String {
+    let item = format!("{}-system-{name}", "2".repeat(64));
+    let s = t.join("frx/store").join(&item);
+    write(
+        &s.join("etc/fruix/system.toml"),
+        &format!(
+            "host-name = \"{name}\"\nboot-mode = \"shepherd-pid1\"\nstore-verify = \"metadata\"\ngate = [\"sshd\"]\nruntime = \"{RUNTIME}\"\nagent = \"x-fruix-agent-0.1.0\"\n\n[sshd]\nport = 22\n"
+        ),
+    );
+    write(
+        &s.join("etc/fruix/accounts.toml"),
+        "[[groups]]\nname = \"fruix\"\ngid = 1000\n\n[[users]]\nname = \"fruix\"\nuid = 1000\ngroup = \"fruix\"\nhome = \"/home/fruix\"\nshell = \"/bin/sh\"\ncomment = \"Demo\"\n",
+    );
+    write(&s.join("etc/hostname"), &format!("{name}\n"));
+    for (rel, text) in files {
+        write(&s.join(rel), text);
+    }
+    format!("/frx/store/{item}")
+}
+
+fn link(t: &Path, guest: &str) -> String {
+    fs::read_link(t.join(guest.trim_start_matches('/')))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn statuses(l: &fruix_activation::Ledger) -> Vec<(String, StepStatus)> {
+    l.steps.iter().map(|s| (s.step.clone(), s.status)).collect()
+}
+
+#[test]
+fn a_first_activation_makes_the_guest() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let sys = system(t.path(), "box", &[("etc/ssh/sshd_config", "Port 22\n")]);
+    let os = FakeOs::default();
+    let l = activate(&root, &sys, &os);
+    assert!(l.ok(), "{l:#?}");
+    assert_eq!(l.generation, Some(1));
+    let rt = format!("/frx/store/{RUNTIME}");
+    // /etc: generated files win, runtime files are linked, links copied.
+    assert_eq!(
+        link(t.path(), "/etc/hostname"),
+        format!("{sys}/etc/hostname")
+    );
+    assert_eq!(
+        link(t.path(), "/etc/ssh/moduli"),
+        format!("{rt}/etc/ssh/moduli")
+    );
+    assert_eq!(
+        link(t.path(), "/etc/ssh/sshd_config"),
+        format!("{sys}/etc/ssh/sshd_config")
+    );
+    assert_eq!(
+        link(t.path(), "/etc/alternatives/guile"),
+        "/usr/bin/guile-3.0"
+    );
+    assert!(
+        t.path().join("etc/ld.so.conf.d").is_dir()
+            && !t.path().join("etc/ld.so.conf.d").is_symlink()
+    );
+    // Accounts are real files: base accounts plus the declared ones.
+    let passwd = fs::read_to_string(t.path().join("etc/passwd")).unwrap();
+    assert_eq!(
+        passwd,
+        "root:x:0:0:root:/root:/bin/bash\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nfruix:x:1000:1000:Demo:/home/fruix:/bin/sh\n"
+    );
+    assert!(!t.path().join("etc/passwd").is_symlink());
+    assert!(t.path().join("home/fruix").is_dir());
+    // Top-level links into the runtime.
+    assert_eq!(link(t.path(), "/usr"), format!("{rt}/usr"));
+    assert_eq!(link(t.path(), "/bin"), "usr/bin");
+    // Generations and current-system links.
+    assert_eq!(link(t.path(), "/frx/var/profiles/system-1"), sys);
+    assert_eq!(link(t.path(), "/frx/var/profiles/system"), "system-1");
+    assert_eq!(link(t.path(), "/frx/var/current-system"), sys);
+    assert_eq!(link(t.path(), "/run/current-system"), sys);
+    assert_eq!(os.keygen_calls.get(), 1);
+    // The ledger.
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(t.path().join("run/fruix/activation.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["generation"], 1);
+    let steps: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "directories",
+            "top-level",
+            "etc",
+            "accounts",
+            "host-keys",
+            "compat-shims",
+            "generation"
+        ]
+    );
+    assert!(
+        json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["ms"].is_u64())
+    );
+}
+
+#[test]
+fn a_second_activation_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    let os = FakeOs::default();
+    assert!(activate(&root, &sys, &os).changed());
+    let again = activate(&root, &sys, &os);
+    assert!(again.ok());
+    assert!(
+        statuses(&again)
+            .iter()
+            .all(|(_, s)| *s == StepStatus::Unchanged),
+        "{:?}",
+        statuses(&again)
+    );
+    assert_eq!(again.generation, Some(1));
+    assert_eq!(os.keygen_calls.get(), 1, "host keys are made once");
+}
+
+#[test]
+fn a_new_system_is_a_new_generation_and_stale_etc_entries_go() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let os = FakeOs::default();
+    let first = system(t.path(), "one", &[("etc/motd.d/old", "old\n")]);
+    assert_eq!(activate(&root, &first, &os).generation, Some(1));
+    assert!(t.path().join("etc/motd.d/old").is_symlink());
+    let second = system(t.path(), "two", &[]);
+    let l = activate(&root, &second, &os);
+    assert_eq!(l.generation, Some(2));
+    assert!(
+        !t.path().join("etc/motd.d/old").exists(),
+        "the old generation's file is gone"
+    );
+    assert!(
+        !t.path().join("etc/motd.d").exists(),
+        "and its now empty directory"
+    );
+    assert_eq!(link(t.path(), "/frx/var/profiles/system-1"), first);
+    assert_eq!(link(t.path(), "/frx/var/profiles/system"), "system-2");
+    assert_eq!(link(t.path(), "/run/current-system"), second);
+    // Going back to the first system makes a third generation.
+    assert_eq!(activate(&root, &first, &os).generation, Some(3));
+}
+
+#[test]
+fn compatibility_shims_are_removed_and_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    write(
+        &t.path()
+            .join("tmp/shepherd-freebsd-validate-install/bin/shepherd"),
+        "old",
+    );
+    fs::create_dir_all(t.path().join("tmp")).unwrap();
+    symlink(
+        "/frx/store/x",
+        t.path().join("tmp/guile-freebsd-validate-install"),
+    )
+    .unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    let shims = l.steps.iter().find(|s| s.step == "compat-shims").unwrap();
+    assert_eq!(shims.status, StepStatus::Changed);
+    assert_eq!(
+        shims.changes,
+        [
+            "removed compatibility shim /tmp/guile-freebsd-validate-install",
+            "removed compatibility shim /tmp/shepherd-freebsd-validate-install"
+        ]
+    );
+    assert!(
+        !t.path()
+            .join("tmp/shepherd-freebsd-validate-install")
+            .exists()
+    );
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    fn walk(d: &Path, base: &Path, v: &mut Vec<String>) {
+        for e in fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            v.push(p.strip_prefix(base).unwrap().display().to_string());
+            if e.file_type().unwrap().is_dir() {
+                walk(&p, base, v);
+            }
+        }
+    }
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+#[test]
+fn a_dry_run_prints_the_plan_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    let before = listing(t.path());
+    let os = FakeOs::default();
+    let plan = activate(&GuestRoot::new(t.path()).dry_run(), &sys, &os);
+    assert!(plan.dry_run && plan.ok());
+    assert_eq!(listing(t.path()), before, "nothing was written");
+    assert_eq!(os.keygen_calls.get(), 0);
+    let etc = plan.steps.iter().find(|s| s.step == "etc").unwrap();
+    assert!(
+        etc.changes
+            .contains(&format!("link /etc/hostname -> {sys}/etc/hostname")),
+        "{:?}",
+        etc.changes
+    );
+    let generation = plan.steps.iter().find(|s| s.step == "generation").unwrap();
+    assert_eq!(
+        generation.changes[0],
+        format!("link /frx/var/profiles/system-1 -> {sys}")
+    );
+    // After the real run, the plan is empty.
+    activate(&GuestRoot::new(t.path()), &sys, &os);
+    let plan = activate(&GuestRoot::new(t.path()).dry_run(), &sys, &os);
+    assert!(!plan.changed(), "{:?}", statuses(&plan));
+}
+
+#[test]
+fn existing_passwords_are_kept() {
+    let t = tempfile::tempdir().unwrap();
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    write(
+        &t.path().join("etc/shadow"),
+        "root:$6$salt$hash:19000:0:99999:7:::\n",
+    );
+    activate(&GuestRoot::new(t.path()), &sys, &FakeOs::default());
+    let shadow = fs::read_to_string(t.path().join("etc/shadow")).unwrap();
+    assert!(shadow.starts_with("root:$6$salt$hash:"), "{shadow}");
+    assert!(shadow.contains("fruix:*:"), "{shadow}");
+}
+
+#[test]
+fn a_failed_step_is_recorded_and_a_rerun_completes() {
+    let t = tempfile::tempdir().unwrap();
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    let broken = FakeOs {
+        fail_keys: true,
+        ..FakeOs::default()
+    };
+    let l = activate(&GuestRoot::new(t.path()), &sys, &broken);
+    assert!(!l.ok());
+    let keys = l.steps.iter().find(|s| s.step == "host-keys").unwrap();
+    assert_eq!(
+        (keys.status, keys.error.as_deref()),
+        (
+            StepStatus::Failed,
+            Some("ssh-keygen failed: exit status: 1")
+        )
+    );
+    assert_eq!(l.generation, Some(1), "the other steps still ran");
+    // Half-done state, as a kill between steps leaves it: a link gone.
+    fs::remove_file(t.path().join("run/current-system")).unwrap();
+    let again = activate(&GuestRoot::new(t.path()), &sys, &FakeOs::default());
+    assert!(again.ok());
+    assert_eq!(link(t.path(), "/run/current-system"), sys);
+    assert!(t.path().join("etc/ssh/ssh_host_ed25519_key").exists());
+}
+
+#[test]
+fn a_system_item_without_its_configuration_fails_clearly() {
+    let t = tempfile::tempdir().unwrap();
+    guest(t.path());
+    let l = activate(
+        &GuestRoot::new(t.path()),
+        "/frx/store/nope-system-x",
+        &FakeOs::default(),
+    );
+    assert!(!l.ok());
+    assert_eq!(l.steps.len(), 1);
+    let e = l.steps[0].error.as_deref().unwrap();
+    assert!(
+        e.contains("frx/store/nope-system-x/etc/fruix/system.toml") && e.contains("No such file"),
+        "{e}"
+    );
+}
