@@ -2,7 +2,7 @@
 //! command, maps the result to an exit status (0 success, 1 findings or
 //! not ready, 2 error) in this one place.
 
-mod platform;
+use fruix_agent::platform;
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,0 +1,8 @@
+//! The Fruix guest agent as a library: the view of the running system, the
+//! readiness checks, and the report they make. The `fruix-agent` binary is
+//! a thin command line over it.
+
+pub mod checks;
+pub mod platform;
+pub mod report;
+pub mod system;

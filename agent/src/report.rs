@@ -1,0 +1,290 @@
+//! The readiness report: the outcome, as cloud-init and systemd tell them
+//! apart (`ready`, `degraded`, `failed`, `pending`), and the `key=value`
+//! fields that are always present.
+
+use serde::Serialize;
+
+use crate::checks::{Check, CheckStatus};
+
+/// The outcome of the readiness checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Every check passed.
+    Ready,
+    /// A check that does not gate readiness failed.
+    Degraded,
+    /// A gating check failed.
+    Failed,
+    /// Checks are still running.
+    Pending,
+}
+
+impl Outcome {
+    /// The word in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ready => "ready",
+            Outcome::Degraded => "degraded",
+            Outcome::Failed => "failed",
+            Outcome::Pending => "pending",
+        }
+    }
+
+    /// True when no further check can change it.
+    pub fn is_final(self) -> bool {
+        self != Outcome::Pending
+    }
+}
+
+/// Values that are not checks.
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// `shepherd-pid1` or `rc-shepherd`.
+    pub boot_mode: String,
+    /// The system item's name.
+    pub system: String,
+    /// Shepherd's pid, if found.
+    pub shepherd_pid: Option<u32>,
+    /// Base items by origin.
+    pub native_base_store_count: usize,
+    /// Base items copied from the build host.
+    pub host_base_store_count: usize,
+    /// The runtime item's name.
+    pub runtime_store: String,
+    /// Milliseconds from boot (or agent start) to the final outcome.
+    pub ready_ms: Option<u64>,
+}
+
+/// The report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// `key=value` fields, in order, `ready_marker` first.
+    pub fields: Vec<(String, String)>,
+    /// Why the outcome is not `ready`, one line each.
+    pub reasons: Vec<String>,
+    /// Checks still pending.
+    pub pending: Vec<String>,
+}
+
+/// Status keys fed by a check of the given name.
+const CHECK_KEYS: &[(&str, &str)] = &[
+    ("shepherd", "shepherd_status"),
+    ("sshd", "sshd_status"),
+    ("compat-shims", "compat_prefix_shims"),
+    ("guile-module-smoke", "guile_module_smoke"),
+    ("runtime-slice", "native_runtime_ready"),
+    ("store", "store_verify"),
+    ("activation", "activation"),
+];
+
+/// The outcome of `checks` when `gate` names the gating ones.
+pub fn outcome(checks: &[Check], gate: &[String]) -> Outcome {
+    let gating = |c: &Check| gate.contains(&c.name);
+    if checks
+        .iter()
+        .any(|c| c.status == CheckStatus::Failed && gating(c))
+    {
+        Outcome::Failed
+    } else if checks.iter().any(|c| c.status == CheckStatus::Pending) {
+        Outcome::Pending
+    } else if checks.iter().any(|c| c.status == CheckStatus::Failed) {
+        Outcome::Degraded
+    } else {
+        Outcome::Ready
+    }
+}
+
+/// Builds the report.
+pub fn build(facts: &Facts, checks: &[Check], gate: &[String]) -> Report {
+    let outcome = outcome(checks, gate);
+    let value_of = |name: &str, missing: &str| {
+        checks
+            .iter()
+            .find(|c| c.name == name)
+            .map_or(missing.to_owned(), |c| c.value.clone())
+    };
+    let mut fields: Vec<(String, String)> = vec![
+        ("ready_marker".into(), outcome.as_str().into()),
+        ("boot_mode".into(), facts.boot_mode.clone()),
+        ("system".into(), facts.system.clone()),
+        (
+            "shepherd_pid".into(),
+            facts.shepherd_pid.map_or("none".into(), |p| p.to_string()),
+        ),
+    ];
+    for (check, key) in CHECK_KEYS.iter().take(4) {
+        fields.push(((*key).into(), value_of(check, "not-declared")));
+    }
+    fields.push((
+        "native_base_store_count".into(),
+        facts.native_base_store_count.to_string(),
+    ));
+    fields.push((
+        "host_base_store_count".into(),
+        facts.host_base_store_count.to_string(),
+    ));
+    fields.push(("runtime_store".into(), facts.runtime_store.clone()));
+    for (check, key) in CHECK_KEYS.iter().skip(4) {
+        fields.push(((*key).into(), value_of(check, "not-declared")));
+    }
+    fields.push((
+        "ready_ms".into(),
+        facts.ready_ms.map_or("none".into(), |m| m.to_string()),
+    ));
+    // Declared probes beyond the keys above, under their own names.
+    for c in checks
+        .iter()
+        .filter(|c| !CHECK_KEYS.iter().any(|(n, _)| *n == c.name))
+    {
+        fields.push((c.name.replace('-', "_"), c.value.clone()));
+    }
+    let reasons = checks
+        .iter()
+        .flat_map(|c| c.reasons.iter().cloned())
+        .collect();
+    let pending = checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Pending)
+        .map(|c| c.name.clone())
+        .collect();
+    Report {
+        outcome,
+        fields,
+        reasons,
+        pending,
+    }
+}
+
+impl Report {
+    /// `key=value` lines, then `reason=` lines, then `pending=` when checks
+    /// are still running.
+    pub fn to_lines(&self) -> String {
+        let mut s = String::new();
+        for (k, v) in &self.fields {
+            s.push_str(&format!("{k}={v}\n"));
+        }
+        for r in &self.reasons {
+            s.push_str(&format!("reason={r}\n"));
+        }
+        if !self.pending.is_empty() {
+            s.push_str(&format!("pending={}\n", self.pending.join(",")));
+        }
+        s
+    }
+
+    /// The same as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in &self.fields {
+            m.insert(k.clone(), serde_json::Value::String(v.clone()));
+        }
+        m.insert("reasons".into(), serde_json::json!(self.reasons));
+        m.insert("pending".into(), serde_json::json!(self.pending));
+        serde_json::Value::Object(m)
+    }
+
+    /// The one console line: `fruix-ready: ready_marker=ready ...`.
+    pub fn console_line(&self) -> String {
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("fruix-ready: {}", fields.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate() -> Vec<String> {
+        vec!["sshd".into(), "store".into()]
+    }
+
+    #[test]
+    fn outcomes() {
+        let ok = vec![
+            Check::ok("sshd", "running"),
+            Check::ok("store", "ok"),
+            Check::ok("guile-module-smoke", "ok"),
+        ];
+        assert_eq!(outcome(&ok, &gate()), Outcome::Ready);
+        let degraded = vec![
+            Check::ok("sshd", "running"),
+            Check::ok("store", "ok"),
+            Check::failed("guile-module-smoke", "failed", vec!["x".into()]),
+        ];
+        assert_eq!(outcome(&degraded, &gate()), Outcome::Degraded);
+        let failed = vec![
+            Check::failed("sshd", "stopped", vec![]),
+            Check::pending("store"),
+        ];
+        assert_eq!(
+            outcome(&failed, &gate()),
+            Outcome::Failed,
+            "a gating failure is final"
+        );
+        let pending = vec![Check::ok("sshd", "running"), Check::pending("store")];
+        assert_eq!(outcome(&pending, &gate()), Outcome::Pending);
+    }
+
+    #[test]
+    fn every_key_is_always_there_in_order() {
+        let facts = Facts {
+            boot_mode: "shepherd-pid1".into(),
+            system: "abc-system-x".into(),
+            shepherd_pid: Some(1),
+            native_base_store_count: 3,
+            runtime_store: "rt".into(),
+            ..Facts::default()
+        };
+        let checks = vec![
+            Check::ok("sshd", "running"),
+            Check::failed(
+                "store",
+                "failed",
+                vec!["content-changed /frx/store/x/a".into()],
+            ),
+            Check::ok("extra-probe", "ok"),
+        ];
+        let r = build(&facts, &checks, &gate());
+        let keys: Vec<&str> = r.fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ready_marker",
+                "boot_mode",
+                "system",
+                "shepherd_pid",
+                "shepherd_status",
+                "sshd_status",
+                "compat_prefix_shims",
+                "guile_module_smoke",
+                "native_base_store_count",
+                "host_base_store_count",
+                "runtime_store",
+                "native_runtime_ready",
+                "store_verify",
+                "activation",
+                "ready_ms",
+                "extra_probe"
+            ]
+        );
+        let lines = r.to_lines();
+        assert!(lines.starts_with("ready_marker=failed\nboot_mode=shepherd-pid1\nsystem=abc-system-x\nshepherd_pid=1\nshepherd_status=not-declared\nsshd_status=running\n"), "{lines}");
+        assert!(lines.contains("host_base_store_count=0\n"));
+        assert!(
+            lines.ends_with("reason=content-changed /frx/store/x/a\n"),
+            "{lines}"
+        );
+        assert!(
+            r.console_line()
+                .starts_with("fruix-ready: ready_marker=failed boot_mode=shepherd-pid1 ")
+        );
+        assert_eq!(r.to_json()["store_verify"], "failed");
+    }
+}
