@@ -3,6 +3,10 @@
 //! a thin command line over it.
 
 pub mod checks;
+pub mod client;
+pub mod daemon;
+pub mod markers;
 pub mod platform;
 pub mod report;
+pub mod round;
 pub mod system;

@@ -39,6 +39,37 @@ enum Command {
         #[arg(value_name = "ITEM")]
         items: Vec<String>,
     },
+    /// The daemon: verify the store, run the readiness checks, write the
+    /// ready markers, answer status; re-check on SIGHUP, end on SIGTERM.
+    Run {
+        /// The system item [default: fruix.system= on the boot line, else
+        /// /run/current-system].
+        #[arg(long, value_name = "PATH")]
+        system: Option<String>,
+        /// The guest's root (a directory, for tests).
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Where the ready line goes (a guest path; empty for nowhere).
+        #[arg(long, default_value = "/dev/console", value_name = "DEV")]
+        console: String,
+        /// Seconds sshd may take to answer on its port.
+        #[arg(long, default_value_t = 60, value_name = "S")]
+        sshd_wait: u64,
+    },
+    /// Print the readiness report (key=value lines). Exit 0 ready or
+    /// degraded, 1 failed or pending, 2 when the agent cannot be asked.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Wait up to S seconds for a final outcome; pending checks are
+        /// named when the time runs out.
+        #[arg(long, value_name = "S")]
+        wait: Option<u64>,
+        /// The guest's root (a directory, for tests).
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+    },
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
     Activate {
@@ -130,6 +161,67 @@ fn activate(system: Option<String>, root: PathBuf, dry_run: bool, json: bool) ->
     Ok(ledger.ok())
 }
 
+/// The system item: `--system`, else `fruix.system=` on the boot line,
+/// else what `/run/current-system` points at.
+fn system_arg(system: Option<String>, root: &GuestRoot) -> Result<String> {
+    let system = match system {
+        Some(s) => s,
+        None => match platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.system")) {
+            Some(s) => s,
+            None => std::fs::read_link(root.path("/run/current-system"))
+                .map(|p| p.to_string_lossy().into_owned())
+                .context(
+                    "no system item: pass --system, boot with fruix.system=, or activate first",
+                )?,
+        },
+    };
+    if !system.starts_with("/frx/store/") {
+        bail!("--system: '{system}' is not a store item under /frx/store");
+    }
+    Ok(system)
+}
+
+fn run_daemon(
+    system: Option<String>,
+    root: PathBuf,
+    console: String,
+    sshd_wait: u64,
+) -> Result<bool> {
+    let root = GuestRoot::new(root);
+    let system = system_arg(system, &root)?;
+    let opts = fruix_agent::daemon::Options {
+        inputs: fruix_agent::round::RoundInputs {
+            boot_digest: platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.digest")),
+            sshd_wait: std::time::Duration::from_secs(sshd_wait),
+        },
+        console: (!console.is_empty()).then_some(console),
+        root,
+        system,
+    };
+    fruix_agent::daemon::run(&opts).context("fruix-agent run")?;
+    Ok(true)
+}
+
+fn status(json: bool, wait: Option<u64>, root: PathBuf) -> Result<bool> {
+    let (report, source) = fruix_agent::client::query(&GuestRoot::new(root), wait)?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut v = report.to_json();
+        v["source"] = serde_json::json!(match source {
+            fruix_agent::client::Source::Daemon => "daemon",
+            fruix_agent::client::Source::File => "status-file",
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+    } else {
+        write!(out, "{}", report.to_lines())?;
+        if source == fruix_agent::client::Source::File {
+            writeln!(out, "agent=not-running")?;
+        }
+    }
+    use fruix_agent::report::Outcome;
+    Ok(matches!(report.outcome, Outcome::Ready | Outcome::Degraded))
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Verify {
@@ -144,6 +236,13 @@ fn main() -> ExitCode {
             dry_run,
             json,
         } => activate(system, root, dry_run, json),
+        Command::Run {
+            system,
+            root,
+            console,
+            sshd_wait,
+        } => run_daemon(system, root, console, sshd_wait),
+        Command::Status { json, wait, root } => status(json, wait, root),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

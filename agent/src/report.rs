@@ -2,12 +2,12 @@
 //! apart (`ready`, `degraded`, `failed`, `pending`), and the `key=value`
 //! fields that are always present.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::checks::{Check, CheckStatus};
 
 /// The outcome of the readiness checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every check passed.
@@ -57,7 +57,7 @@ pub struct Facts {
 }
 
 /// The report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
     /// The outcome.
     pub outcome: Outcome,

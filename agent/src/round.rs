@@ -1,0 +1,138 @@
+//! One round of readiness checks for a system: which checks, in which
+//! order, with what inputs. Results are handed over one by one, as they
+//! come, so that the status shows progress while the store is verified.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::checks::{Check, command, local, shepherd, sshd, store};
+use crate::report::Facts;
+use crate::system::SystemView;
+
+/// Pid files sshd writes (Linux, FreeBSD).
+const SSHD_PID_FILES: &[&str] = &["/run/sshd.pid", "/var/run/sshd.pid"];
+/// Pid files of Shepherd when the rc scripts run it (LSB, rc.d).
+const SHEPHERD_PID_FILES: &[&str] = &["/run/fruix-shepherd.pid", "/var/run/fruix_shepherd.pid"];
+
+/// Inputs of a round beyond the system.
+#[derive(Clone, Debug)]
+pub struct RoundInputs {
+    /// `fruix.digest` from the boot line, if given.
+    pub boot_digest: Option<String>,
+    /// How long sshd may take to answer after the agent starts (Shepherd
+    /// starts the agent once sshd is forked, not once it listens).
+    pub sshd_wait: Duration,
+}
+
+/// Whether a process is alive (signal 0).
+pub fn alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
+}
+
+fn read_pid(view: &SystemView, files: &[&str]) -> Option<u32> {
+    files
+        .iter()
+        .find_map(|f| std::fs::read_to_string(view.root.path(f)).ok())
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Shepherd's pid: 1 when it is PID 1, else from its pid file.
+pub fn shepherd_pid(view: &SystemView) -> Option<u32> {
+    if view.config.boot_mode == "shepherd-pid1" {
+        Some(1)
+    } else {
+        read_pid(view, SHEPHERD_PID_FILES)
+    }
+}
+
+/// The checks a round runs, by name, in order.
+pub fn planned(view: &SystemView) -> Vec<String> {
+    let mut v: Vec<String> = ["compat-shims", "activation", "runtime-slice", "store"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if view.config.sshd.is_some() {
+        v.push("sshd".into());
+    }
+    if !view.config.shepherd.is_empty() {
+        v.push("shepherd".into());
+    }
+    v.extend(view.config.probes.iter().map(|p| p.name.clone()));
+    v
+}
+
+/// The values of the report that are not checks.
+pub fn facts(view: &SystemView) -> Facts {
+    let (native, host) = view.base_counts();
+    Facts {
+        boot_mode: view.config.boot_mode.clone(),
+        system: view.item.to_string(),
+        shepherd_pid: shepherd_pid(view),
+        native_base_store_count: native,
+        host_base_store_count: host,
+        runtime_store: view.config.runtime.clone(),
+        ready_ms: None,
+    }
+}
+
+/// Runs the checks of [`planned`], handing each result to `on`.
+pub fn run(view: &SystemView, inputs: &RoundInputs, on: &mut dyn FnMut(Check)) {
+    on(local::compat_shims(&view.root));
+    on(local::activation(&view.root));
+    on(local::runtime_slice(view));
+    on(store::check(
+        view,
+        &view.config.store_verify,
+        inputs.boot_digest.as_deref(),
+    ));
+    if let Some(s) = &view.config.sshd {
+        // Bounded wait for sshd to listen: a few connection attempts, with
+        // backoff, on this worker thread; the event loop never waits.
+        let deadline = Instant::now() + inputs.sshd_wait;
+        let mut pause = Duration::from_millis(50);
+        let c = loop {
+            let c = sshd::check(
+                read_pid(view, SSHD_PID_FILES),
+                alive,
+                s.port,
+                Duration::from_secs(2),
+            );
+            if c.status == crate::checks::CheckStatus::Ok || Instant::now() + pause > deadline {
+                break c;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(1));
+        };
+        on(c);
+    }
+    let env = view.guile_env();
+    if !view.config.shepherd.is_empty() {
+        let herd = view
+            .root
+            .path(&format!("/frx/store/{}/bin/herd", view.config.shepherd));
+        let required: Vec<&str> = if view.config.sshd.is_some() {
+            vec!["sshd"]
+        } else {
+            vec![]
+        };
+        on(shepherd::check(
+            shepherd_pid(view),
+            alive,
+            &herd.to_string_lossy(),
+            &env,
+            &required,
+        ));
+    }
+    for p in &view.config.probes {
+        let mut e = env.clone();
+        e.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+        on(command::run(
+            &p.name,
+            &p.command,
+            &e,
+            Duration::from_secs(p.timeout),
+        ));
+    }
+}

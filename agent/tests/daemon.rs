@@ -1,0 +1,278 @@
+//! `fruix-agent run` and `fruix-agent status`, as processes, against a
+//! guest root holding a real store: activation first, then the daemon, its
+//! markers, its socket, SIGHUP and SIGTERM; and a damaged store.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use fruix_store::{ImportOptions, StoreRoot, import_dir};
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn write(p: &Path, text: &str, mode: u32) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A guest root with runtime and system items; the system declares a
+/// command probe and full verification. Returns the system's guest path.
+fn guest(t: &Path, probe: &str) -> String {
+    let store = StoreRoot::new(t.join("frx"));
+    let src = t.join("src");
+    write(&src.join("rt/usr/bin/tool"), "a tool of some size", 0o755);
+    write(
+        &src.join("rt/etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\n",
+        0o644,
+    );
+    write(&src.join("rt/etc/group"), "root:x:0:\n", 0o644);
+    let opts = ImportOptions::default();
+    let rt = import_dir(&store, "native-runtime-test", &src.join("rt"), &opts).unwrap();
+    let sys = src.join("sys");
+    write(
+        &sys.join("closure"),
+        &format!("{} base native\n", rt.name),
+        0o444,
+    );
+    fs::create_dir_all(sys.join("manifests")).unwrap();
+    fs::copy(
+        store.manifest_path(&rt.name),
+        sys.join("manifests").join(format!("{}.mtree", rt.name)),
+    )
+    .unwrap();
+    write(
+        &sys.join("etc/fruix/system.toml"),
+        &format!(
+            "host-name = \"t\"\nboot-mode = \"rc-shepherd\"\nstore-verify = \"full\"\ngate = [\"store\", \"smoke\"]\nruntime = \"{}\"\nagent = \"a\"\n\n[[probes]]\nname = \"smoke\"\ncommand = [\"/bin/sh\", \"-c\", \"{probe}\"]\ntimeout = 10\n",
+            rt.name
+        ),
+        0o444,
+    );
+    let s = import_dir(&store, "system-t", &sys, &opts).unwrap();
+    // Host keys come from the host's ssh-keygen (activation's Linux platform).
+    let system = format!("/frx/store/{}", s.name);
+    let o = agent(&[
+        "activate",
+        "--root",
+        t.to_str().unwrap(),
+        "--system",
+        &system,
+    ]);
+    assert!(
+        o.status.success(),
+        "activation: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    write(&t.join("console"), "", 0o644);
+    system
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(t: &Path, system: &str) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
+            .args([
+                "run",
+                "--root",
+                t.to_str().unwrap(),
+                "--system",
+                system,
+                "--console",
+                "/console",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The socket appears once the daemon listens.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !t.join("run/fruix/agent.sock").exists() {
+            assert!(Instant::now() < deadline, "the daemon never listened");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Daemon(child)
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(
+            Command::new("kill")
+                .args(["-s", sig, &self.0.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lines(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn a_sound_system_is_ready_and_says_so_everywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let system = guest(t.path(), "exit 0");
+    let mut d = Daemon::start(t.path(), &system);
+    let root = t.path().to_str().unwrap();
+    let o = agent(&["status", "--root", root, "--wait", "30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", lines(&o));
+    let out = lines(&o);
+    assert!(
+        out.starts_with("ready_marker=ready\nboot_mode=rc-shepherd\n"),
+        "{out}"
+    );
+    for want in [
+        "store_verify=ok\n",
+        "activation=ok\n",
+        "compat_prefix_shims=absent\n",
+        "native_runtime_ready=ok\n",
+        "native_base_store_count=1\n",
+        "host_base_store_count=0\n",
+        "smoke=ok\n",
+    ] {
+        assert!(out.contains(want), "{want} in {out}");
+    }
+    assert!(!out.contains("reason="));
+    let ready = fs::read_to_string(t.path().join("run/fruix/ready")).unwrap();
+    assert!(ready.starts_with("ready_marker=ready\n"));
+    let console = fs::read_to_string(t.path().join("console")).unwrap();
+    assert!(
+        console.starts_with("fruix-ready: ready_marker=ready boot_mode=rc-shepherd "),
+        "{console}"
+    );
+    assert_eq!(console.lines().count(), 1, "one line per final outcome");
+    // JSON, from the daemon.
+    let o = agent(&["status", "--root", root, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ready_marker"].as_str(), v["source"].as_str()),
+        (Some("ready"), Some("daemon"))
+    );
+    // SIGHUP: a new round, announced again.
+    d.signal("HUP");
+    let o = agent(&["status", "--root", root, "--wait", "30"]);
+    assert_eq!(o.status.code(), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(t.path().join("console"))
+        .unwrap()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no second announcement after SIGHUP"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only root may open the socket.
+    let mode = fs::metadata(t.path().join("run/fruix/agent.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // SIGTERM: a clean exit; status then reads the last report.
+    d.signal("TERM");
+    let st = d.0.wait().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(!t.path().join("run/fruix/agent.sock").exists());
+    let o = agent(&["status", "--root", root]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(lines(&o).ends_with("agent=not-running\n"));
+}
+
+#[test]
+fn a_changed_byte_fails_the_system_and_names_the_file() {
+    let t = tempfile::tempdir().unwrap();
+    let system = guest(t.path(), "exit 0");
+    let rt = fs::read_dir(t.path().join("frx/store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-native-runtime-test"))
+        .unwrap();
+    let file = rt.join("usr/bin/tool");
+    fs::set_permissions(rt.join("usr/bin"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(&file).unwrap();
+    write(&file, "a TOOL of some size", 0o555);
+    let _d = Daemon::start(t.path(), &system);
+    let o = agent(&[
+        "status",
+        "--root",
+        t.path().to_str().unwrap(),
+        "--wait",
+        "30",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = lines(&o);
+    assert!(out.starts_with("ready_marker=failed\n"), "{out}");
+    assert!(out.contains("store_verify=failed\n"));
+    assert!(
+        out.contains(&format!(
+            "reason=content-changed {} sha256=",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert!(!t.path().join("run/fruix/ready").exists(), "no ready file");
+    assert!(
+        fs::read_to_string(t.path().join("console"))
+            .unwrap()
+            .starts_with("fruix-ready: ready_marker=failed ")
+    );
+}
+
+#[test]
+fn wait_names_pending_checks_then_a_failing_gating_probe_fails_the_system() {
+    let t = tempfile::tempdir().unwrap();
+    let system = guest(t.path(), "sleep 3; exit 1");
+    let _d = Daemon::start(t.path(), &system);
+    let root = t.path().to_str().unwrap();
+    let o = agent(&["status", "--root", root, "--wait", "1"]);
+    assert_eq!(o.status.code(), Some(1), "still pending after 1 s");
+    let out = lines(&o);
+    assert!(
+        out.starts_with("ready_marker=pending\n") && out.ends_with("pending=smoke\n"),
+        "{out}"
+    );
+    let o = agent(&["status", "--root", root, "--wait", "30"]);
+    let out = lines(&o);
+    assert!(
+        out.starts_with("ready_marker=failed\n"),
+        "the probe gates here: {out}"
+    );
+    assert!(
+        out.contains("reason=probe smoke exited with exit status: 1: \n")
+            || out.contains("reason=probe smoke exited with exit status: 1: "),
+        "{out}"
+    );
+}
+
+#[test]
+fn status_without_an_agent_is_an_error() {
+    let t = tempfile::tempdir().unwrap();
+    let o = agent(&["status", "--root", t.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("fruix-agent: cannot reach the agent at /run/fruix/agent.sock"),
+        "{err}"
+    );
+}
