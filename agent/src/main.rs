@@ -70,6 +70,13 @@ enum Command {
         #[arg(long, default_value = "/", value_name = "DIR")]
         root: PathBuf,
     },
+    /// The shepherd-pid1 boot path (as PID 1): mount what is missing,
+    /// activate, then exec the system's Shepherd.
+    Init {
+        /// The system item [default: fruix.system= on the boot line].
+        #[arg(long, value_name = "PATH")]
+        system: Option<String>,
+    },
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
     Activate {
@@ -222,6 +229,18 @@ fn status(json: bool, wait: Option<u64>, root: PathBuf) -> Result<bool> {
     Ok(matches!(report.outcome, Outcome::Ready | Outcome::Degraded))
 }
 
+fn init(system: Option<String>) -> Result<bool> {
+    let root = GuestRoot::new("/");
+    let msg = fruix_agent::init::run(&root, system);
+    // PID 1 must not exit: wait for signals forever.
+    if std::process::id() == 1 {
+        loop {
+            nix::unistd::pause();
+        }
+    }
+    bail!("{msg}")
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Verify {
@@ -243,6 +262,7 @@ fn main() -> ExitCode {
             sshd_wait,
         } => run_daemon(system, root, console, sshd_wait),
         Command::Status { json, wait, root } => status(json, wait, root),
+        Command::Init { system } => init(system),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

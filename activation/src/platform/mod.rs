@@ -81,6 +81,9 @@ pub(crate) fn ssh_keygen_all(root: &GuestRoot) -> Result<(), ActivationError> {
         message: "not found".into(),
     })?;
     let out = std::process::Command::new(&keygen)
+        // Not /dev/null, which output() would open: activation may run
+        // before /dev is there, and ssh-keygen -A reads nothing.
+        .stdin(std::process::Stdio::inherit())
         .arg("-A")
         .arg("-f")
         .arg(root.as_path())

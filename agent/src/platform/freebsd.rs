@@ -18,3 +18,46 @@ pub fn boot_args() -> Option<String> {
             .join(" "),
     )
 }
+
+use std::path::Path;
+
+use nix::mount::{MntFlags, Nmount};
+
+use super::EarlyMount;
+
+/// devfs is mounted by the kernel; the others as FreeBSD's rc would.
+pub const EARLY_MOUNTS: &[EarlyMount] = &[
+    EarlyMount {
+        target: "/dev",
+        fstype: "devfs",
+        options: "",
+        mode: 0o555,
+    },
+    EarlyMount {
+        target: "/dev/fd",
+        fstype: "fdescfs",
+        options: "",
+        mode: 0o555,
+    },
+    EarlyMount {
+        target: "/proc",
+        fstype: "procfs",
+        options: "",
+        mode: 0o555,
+    },
+    EarlyMount {
+        target: "/tmp",
+        fstype: "tmpfs",
+        options: "",
+        mode: 0o1777,
+    },
+];
+
+/// Mounts `m` on `path` with nmount(2).
+pub fn mount_fs(m: &EarlyMount, path: &Path) -> std::io::Result<()> {
+    let mut n = Nmount::new();
+    n.str_opt_owned("fstype", m.fstype)
+        .str_opt_owned("fspath", path);
+    n.nmount(MntFlags::empty())
+        .map_err(|e| std::io::Error::from(e.error()))
+}

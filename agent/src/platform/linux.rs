@@ -4,3 +4,63 @@
 pub fn boot_args() -> Option<String> {
     std::fs::read_to_string("/proc/cmdline").ok()
 }
+
+use std::path::Path;
+
+use nix::mount::{MsFlags, mount};
+
+use super::EarlyMount;
+
+/// What the initramfs has usually moved onto the root already; mounted
+/// here when it has not (a container, a kernel booted without initramfs).
+pub const EARLY_MOUNTS: &[EarlyMount] = &[
+    EarlyMount {
+        target: "/proc",
+        fstype: "proc",
+        options: "",
+        mode: 0o555,
+    },
+    EarlyMount {
+        target: "/sys",
+        fstype: "sysfs",
+        options: "",
+        mode: 0o555,
+    },
+    EarlyMount {
+        target: "/dev",
+        fstype: "devtmpfs",
+        options: "mode=0755",
+        mode: 0o755,
+    },
+    EarlyMount {
+        target: "/dev/pts",
+        fstype: "devpts",
+        options: "gid=5,mode=620,ptmxmode=000",
+        mode: 0o755,
+    },
+    EarlyMount {
+        target: "/dev/shm",
+        fstype: "tmpfs",
+        options: "mode=1777",
+        mode: 0o1777,
+    },
+    EarlyMount {
+        target: "/run",
+        fstype: "tmpfs",
+        options: "mode=0755",
+        mode: 0o755,
+    },
+];
+
+/// Mounts `m` on `path`.
+pub fn mount_fs(m: &EarlyMount, path: &Path) -> std::io::Result<()> {
+    let data = (!m.options.is_empty()).then_some(m.options);
+    mount(
+        Some(m.fstype),
+        path,
+        Some(m.fstype),
+        MsFlags::MS_NOSUID,
+        data,
+    )
+    .map_err(std::io::Error::from)
+}

@@ -12,6 +12,19 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub use linux::*;
 
+/// A pseudo file system the guest needs before anything runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EarlyMount {
+    /// Where (a guest path).
+    pub target: &'static str,
+    /// The file-system type.
+    pub fstype: &'static str,
+    /// Mount options (`key=value,...`), empty for none.
+    pub options: &'static str,
+    /// Mode of the mount point when it has to be made.
+    pub mode: u32,
+}
+
 /// The value of `key=value` in a boot-argument string (the Linux kernel
 /// command line, or FreeBSD's loader variables joined the same way).
 pub fn boot_arg(args: &str, key: &str) -> Option<String> {
