@@ -301,15 +301,20 @@ fn activation_killed_at_any_point_is_completed_by_the_next_run() {
         .arg("--bind")
         .arg("/dev")
         .arg(g.root.join("dev")));
-    reset(&g.root);
-    let t = Instant::now();
-    let first = activate().wait_with_output().unwrap();
-    let full = t.elapsed();
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stdout)
-    );
+    // The fastest of three full runs: key generation takes a random time,
+    // and kill delays longer than a run would kill nothing.
+    let mut full = Duration::MAX;
+    for _ in 0..3 {
+        reset(&g.root);
+        let t = Instant::now();
+        let first = activate().wait_with_output().unwrap();
+        full = full.min(t.elapsed());
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stdout)
+        );
+    }
     // Each attempt starts from an empty guest and is killed at another
     // tenth of a full run, so the kills land in every step.
     let mut killed = 0;
