@@ -79,6 +79,36 @@ struct Built {
     report: serde_json::Value,
 }
 
+/// Builds the world declaration in a fresh directory.
+fn build_world() -> Built {
+    let dir = tempfile::tempdir().unwrap();
+    let decl = dir.path().join("world.toml");
+    fs::write(&decl, WORLD).unwrap();
+    fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
+    let out = dir.path().join("out");
+    let o = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        dir.path().join("agent").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        o.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = serde_json::from_slice(&o.stdout).unwrap();
+    Built {
+        _dir: dir,
+        out,
+        report,
+    }
+}
+
 /// Makes the staged prefixes, then builds the world declaration once for
 /// all tests of this file.
 fn built() -> &'static Built {
@@ -89,32 +119,7 @@ fn built() -> &'static Built {
             .status()
             .unwrap();
         assert!(st.success(), "tests/fixtures/make-staged-prefixes failed");
-        let dir = tempfile::tempdir().unwrap();
-        let decl = dir.path().join("world.toml");
-        fs::write(&decl, WORLD).unwrap();
-        fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
-        let out = dir.path().join("out");
-        let o = fruix(&[
-            "system",
-            "build",
-            decl.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--agent",
-            dir.path().join("agent").to_str().unwrap(),
-            "--json",
-        ]);
-        assert!(
-            o.status.success(),
-            "build failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let report = serde_json::from_slice(&o.stdout).unwrap();
-        Built {
-            _dir: dir,
-            out,
-            report,
-        }
+        build_world()
     })
 }
 
@@ -175,25 +180,9 @@ fn the_world_is_cut_into_runtime_and_boot() {
 #[test]
 fn a_second_build_from_the_deb_cache_gives_the_same_items() {
     let b = built();
-    let dir = tempfile::tempdir().unwrap();
-    let decl = dir.path().join("world.toml");
-    fs::write(&decl, WORLD).unwrap();
-    fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
-    let out = dir.path().join("out");
-    let o = fruix(&[
-        "system",
-        "build",
-        decl.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--agent",
-        dir.path().join("agent").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let again = build_world();
     assert_eq!(
-        again["system"], b.report["system"],
+        again.report["system"], b.report["system"],
         "two builds of the same declaration give the same system"
     );
 }

@@ -6,13 +6,50 @@
 
 use std::fs;
 
-use fruix_store::{Depth, Manifest, VerifyOptions, hash::sha256, verify_tree};
+use std::path::Path;
+
+use fruix_store::{Depth, Digest, FindingKind, Manifest, VerifyOptions, hash::sha256, verify_tree};
 
 use super::Check;
 use crate::system::SystemView;
 
 /// How many findings a failed check lists; the rest are counted.
 const MAX_REASONS: usize = 20;
+
+/// Reads a manifest and accepts it only when it hashes to `expected`;
+/// `mismatch` words the refusal from the digest it has instead.
+fn trusted_manifest(
+    path: &Path,
+    expected: Digest,
+    mismatch: impl FnOnce(String) -> String,
+) -> Result<Manifest, String> {
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let got = sha256(&bytes);
+    if got != expected {
+        return Err(mismatch(got.to_hex()));
+    }
+    Manifest::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Verifies `dir` against a trusted manifest, adding what differs (each
+/// entry finding, without the per-item summary) to `reasons`.
+fn check_against(
+    dir: &Path,
+    manifest: Result<Manifest, String>,
+    opts: &VerifyOptions,
+    reasons: &mut Vec<String>,
+) {
+    match manifest {
+        Err(e) => reasons.push(e),
+        Ok(m) => reasons.extend(
+            verify_tree(dir, &m, opts)
+                .findings
+                .iter()
+                .filter(|f| f.kind != FindingKind::ItemDiffers)
+                .map(|f| f.to_string()),
+        ),
+    }
+}
 
 /// Runs the store check under `policy` (`none`, `metadata`, `full`).
 /// `boot_digest` is the `fruix.digest` of the boot line, if any.
@@ -47,51 +84,24 @@ pub fn check(view: &SystemView, policy: &str, boot_digest: Option<&str>) -> Chec
     let mpath = view
         .root
         .path(&format!("/frx/var/db/fruix/manifests/{name}.mtree"));
-    let system_manifest = fs::read(&mpath)
-        .map_err(|e| format!("{}: {e}", mpath.display()))
-        .and_then(|b| {
-            let got = sha256(&b).to_hex();
-            if got != want {
-                return Err(format!(
-                    "manifest of the system item hashes to {got}, not to its name"
-                ));
-            }
-            Manifest::parse(&b).map_err(|e| format!("{}: {e}", mpath.display()))
-        });
-    match system_manifest {
-        Err(e) => reasons.push(e),
-        Ok(m) => {
-            let r = verify_tree(&view.root.path(&view.guest_path), &m, &opts);
-            reasons.extend(r.findings.iter().map(|f| f.to_string()));
-        }
-    }
+    let system = trusted_manifest(&mpath, view.item.digest(), |got| {
+        format!("manifest of the system item hashes to {got}, not to its name")
+    });
+    check_against(
+        &view.root.path(&view.guest_path),
+        system,
+        &opts,
+        &mut reasons,
+    );
     for c in &view.closure {
         let item = c.item.as_str();
         let copy = view
             .root
             .path(&format!("{}/manifests/{item}.mtree", view.guest_path));
-        let manifest = fs::read(&copy)
-            .map_err(|e| format!("{}: {e}", copy.display()))
-            .and_then(|b| {
-                if sha256(&b) != c.item.digest() {
-                    return Err(format!(
-                        "manifest of {item} in the system item does not hash to its name"
-                    ));
-                }
-                Manifest::parse(&b).map_err(|e| format!("{}: {e}", copy.display()))
-            });
-        match manifest {
-            Err(e) => reasons.push(e),
-            Ok(m) => {
-                let r = verify_tree(&view.item_dir(item), &m, &opts);
-                reasons.extend(
-                    r.findings
-                        .iter()
-                        .filter(|f| f.kind != fruix_store::FindingKind::ItemDiffers)
-                        .map(|f| f.to_string()),
-                );
-            }
-        }
+        let manifest = trusted_manifest(&copy, c.item.digest(), |_| {
+            format!("manifest of {item} in the system item does not hash to its name")
+        });
+        check_against(&view.item_dir(item), manifest, &opts, &mut reasons);
     }
     if reasons.is_empty() {
         return Check::ok(NAME, "ok");
