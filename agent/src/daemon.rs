@@ -138,7 +138,7 @@ pub fn run(opts: &Options) -> io::Result<()> {
                     state.round,
                 );
                 thread::spawn(move || {
-                    round::run(&v, &inputs, &mut |c| {
+                    round::run(&v, &inputs, &|c| {
                         let _ = tx.send((round, c));
                         let _ = waker.wake();
                     });

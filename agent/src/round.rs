@@ -77,62 +77,85 @@ pub fn facts(view: &SystemView) -> Facts {
     }
 }
 
-/// Runs the checks of [`planned`], handing each result to `on`.
-pub fn run(view: &SystemView, inputs: &RoundInputs, on: &mut dyn FnMut(Check)) {
-    on(local::compat_shims(&view.root));
-    on(local::activation(&view.root));
-    on(local::runtime_slice(view));
-    on(store::check(
-        view,
-        &view.config.store_verify,
-        inputs.boot_digest.as_deref(),
-    ));
-    if let Some(s) = &view.config.sshd {
-        // Bounded wait for sshd to listen: a few connection attempts, with
-        // backoff, on this worker thread; the event loop never waits.
-        let deadline = Instant::now() + inputs.sshd_wait;
-        let mut pause = Duration::from_millis(50);
-        let c = loop {
-            let c = sshd::check(
-                read_pid(view, SSHD_PID_FILES),
-                alive,
-                s.port,
-                Duration::from_secs(2),
-            );
-            if c.status == crate::checks::CheckStatus::Ok || Instant::now() + pause > deadline {
-                break c;
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_secs(1));
-        };
-        on(c);
+/// Runs `check` until it passes or `wait` is over, pausing with backoff
+/// between tries: for services that Shepherd has forked but that may not
+/// answer yet. Runs on a check thread; the event loop never waits.
+fn retry(wait: Duration, check: impl Fn() -> Check) -> Check {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let c = check();
+        if c.status == crate::checks::CheckStatus::Ok || Instant::now() + pause > deadline {
+            return c;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
+}
+
+/// Runs the checks of [`planned`] concurrently (one thread each; the
+/// slowest, a Guile probe or full verification, sets the pace), handing
+/// each result to `on` as it comes.
+pub fn run(view: &SystemView, inputs: &RoundInputs, on: &(dyn Fn(Check) + Sync)) {
     let env = view.guile_env();
-    if !view.config.shepherd.is_empty() {
-        let herd = view
-            .root
-            .path(&format!("/frx/store/{}/bin/herd", view.config.shepherd));
-        let required: Vec<&str> = if view.config.sshd.is_some() {
-            vec!["sshd"]
-        } else {
-            vec![]
-        };
-        on(shepherd::check(
-            shepherd_pid(view),
-            alive,
-            &herd.to_string_lossy(),
-            &env,
-            &required,
-        ));
-    }
-    for p in &view.config.probes {
-        let mut e = env.clone();
-        e.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
-        on(command::run(
-            &p.name,
-            &p.command,
-            &e,
-            Duration::from_secs(p.timeout),
-        ));
-    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            on(local::compat_shims(&view.root));
+            on(local::activation(&view.root));
+            on(local::runtime_slice(view));
+        });
+        s.spawn(|| {
+            on(store::check(
+                view,
+                &view.config.store_verify,
+                inputs.boot_digest.as_deref(),
+            ))
+        });
+        if let Some(sd) = &view.config.sshd {
+            s.spawn(|| {
+                on(retry(inputs.sshd_wait, || {
+                    sshd::check(
+                        read_pid(view, SSHD_PID_FILES),
+                        alive,
+                        sd.port,
+                        Duration::from_secs(2),
+                    )
+                }))
+            });
+        }
+        if !view.config.shepherd.is_empty() {
+            let env = &env;
+            s.spawn(move || {
+                let herd = view
+                    .root
+                    .path(&format!("/frx/store/{}/bin/herd", view.config.shepherd));
+                let required: Vec<&str> = if view.config.sshd.is_some() {
+                    vec!["sshd"]
+                } else {
+                    vec![]
+                };
+                on(retry(inputs.sshd_wait, || {
+                    shepherd::check(
+                        shepherd_pid(view),
+                        alive,
+                        &herd.to_string_lossy(),
+                        env,
+                        &required,
+                    )
+                }));
+            });
+        }
+        for p in &view.config.probes {
+            let mut e = env.clone();
+            e.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+            s.spawn(move || {
+                on(command::run(
+                    &p.name,
+                    &p.command,
+                    &e,
+                    Duration::from_secs(p.timeout),
+                ))
+            });
+        }
+    });
 }

@@ -264,7 +264,7 @@ fn builds_the_split_and_the_system_item() {
     assert!(
         fs::read_to_string(sys.join("etc/shepherd.scm"))
             .unwrap()
-            .contains("(start-in-the-background '(fruix-agent))")
+            .contains("(start-in-the-background '(sshd fruix-agent))")
     );
     assert_eq!(
         fs::read_to_string(sys.join("etc/ssh/authorized_keys/root")).unwrap(),

@@ -362,16 +362,21 @@ fn shepherd_config(loaded: &Loaded, agent: &str, sshd: bool) -> String {
         );
         return s;
     }
-    let req = if sshd { "'(sshd)" } else { "'(network)" };
+    // The agent starts with the network, beside sshd rather than after it:
+    // its other checks are done by the time sshd answers.
+    let req = "'(network)";
     let _ = write!(
         s,
         "\n(define fruix-agent\n  (service '(fruix-agent)\n    #:documentation \"Verifies the store, runs the readiness checks, writes the ready markers.\"\n    #:requirement {req}\n    #:start (make-forkexec-constructor\n             '(\"/frx/store/{agent}/bin/fruix-agent\" \"run\")\n             #:log-file \"/var/log/fruix-agent.log\")\n    #:stop (make-kill-destructor)\n    #:respawn? #t))\n"
     );
     names.push("fruix-agent");
+    // Everything but the network, which comes as their requirement.
+    let started: Vec<&str> = names.iter().copied().filter(|n| *n != "network").collect();
     let _ = write!(
         s,
-        "\n(register-services (list {}))\n(start-in-the-background '(fruix-agent))\n",
-        names.join(" ")
+        "\n(register-services (list {}))\n(start-in-the-background '({}))\n",
+        names.join(" "),
+        started.join(" ")
     );
     s
 }
