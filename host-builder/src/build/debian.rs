@@ -84,6 +84,15 @@ pub fn make_tree(
     ));
     let cache = cx.deb_cache.join(format!("{suite}-{}", &key[..16]));
     fs::create_dir_all(&cache).map_err(|e| BuildError::Io(cache.clone(), e))?;
+    // Builds that share this cache take turns: mmdebstrap syncs the whole
+    // archive directory in and out.
+    // The lock sits beside the cache, not in it: mmdebstrap copies the
+    // cache's files into the tree and back.
+    let lock_path = cache.with_extension("lock");
+    let lock = fs::File::create(&lock_path).map_err(|e| BuildError::Io(lock_path.clone(), e))?;
+    step.message(&format!("{name}: waiting for the .deb cache"));
+    lock.lock()
+        .map_err(|e| BuildError::Io(lock_path.clone(), e))?;
     let tree = TempTree::new(&cx.work_dir, &format!("debian-{name}"))?;
     let log_path = cx.work_dir.join(format!("mmdebstrap-{name}.log"));
 
