@@ -266,6 +266,12 @@ fn builds_the_split_and_the_system_item() {
             .unwrap()
             .contains("(start-in-the-background '(sshd fruix-agent))")
     );
+    assert!(
+        fs::read_to_string(sys.join("etc/shepherd.scm"))
+            .unwrap()
+            .contains("(eqv? 0 (status:exit-val (apply system* args)))"),
+        "a command ended by a signal must not throw"
+    );
     assert_eq!(
         fs::read_to_string(sys.join("etc/ssh/authorized_keys/root")).unwrap(),
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFruixTestKeyOnly demo@host\n"
