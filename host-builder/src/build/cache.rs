@@ -28,6 +28,11 @@ impl Records {
         }
     }
 
+    /// The directory of the records.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The key of a description.
     pub fn key(description: &str) -> String {
         fruix_store::hash::hex(&Sha256::digest(description.as_bytes()))

@@ -14,7 +14,6 @@ pub mod progress;
 pub mod realize;
 pub mod system;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -221,7 +220,7 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
     )?;
     cx.records
         .put(&key, &out.name)
-        .map_err(|e| BuildError::Io(cx.records_dir(), e))?;
+        .map_err(|e| BuildError::Io(cx.records.dir().to_owned(), e))?;
     cx.progress.line(&format!("fruix-agent: {}", out.name));
     Ok(Realized {
         package: "fruix-agent".into(),
@@ -230,20 +229,4 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
         origin: Origin::Native,
         reused: false,
     })
-}
-
-impl Context<'_> {
-    /// Where the realization records are, for error messages.
-    pub fn records_dir(&self) -> PathBuf {
-        self.work_dir.with_file_name("realized")
-    }
-}
-
-/// Packages realized this time, by name (for reports).
-pub fn rebuilt(outcome: &BuildOutcome) -> BTreeMap<&str, bool> {
-    outcome
-        .packages
-        .iter()
-        .map(|p| (p.package.as_str(), !p.reused))
-        .collect()
 }

@@ -226,7 +226,7 @@ fn realize(
     }
     cx.records
         .put(&key, &out.name)
-        .map_err(|e| BuildError::Io(cx.records_dir(), e))?;
+        .map_err(|e| BuildError::Io(cx.records.dir().to_owned(), e))?;
     step.finish(&format!("{name}: {}", out.name));
     Ok(Realized {
         package: name.to_owned(),
