@@ -79,11 +79,12 @@ struct Built {
     report: serde_json::Value,
 }
 
-/// Builds the world declaration in a fresh directory.
-fn build_world() -> Built {
+/// Runs `fruix system build --json` on `text` in a fresh directory, with
+/// a stand-in agent binary.
+fn run_build(text: &str) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
     let decl = dir.path().join("world.toml");
-    fs::write(&decl, WORLD).unwrap();
+    fs::write(&decl, text).unwrap();
     fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
     let out = dir.path().join("out");
     let o = fruix(&[
@@ -96,6 +97,12 @@ fn build_world() -> Built {
         dir.path().join("agent").to_str().unwrap(),
         "--json",
     ]);
+    (dir, out, o)
+}
+
+/// Builds the world declaration in a fresh directory.
+fn build_world() -> Built {
+    let (dir, out, o) = run_build(WORLD);
     assert!(
         o.status.success(),
         "build failed: {}",
@@ -327,22 +334,9 @@ fn materialized_guile_modules_and_shepherd_run_from_the_store_with_no_shim() {
 #[test]
 fn a_failing_mmdebstrap_is_reported_with_its_last_lines() {
     need_root();
-    let dir = tempfile::tempdir().unwrap();
-    let decl = dir.path().join("bad.toml");
     let text = WORLD.replace("\"kmod\", ", "\"kmod\", \"no-such-package-fruix\", ");
-    fs::write(&decl, text).unwrap();
-    fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
-    let out = dir.path().join("out");
-    let o = fruix(&[
-        "system",
-        "build",
-        decl.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--agent",
-        dir.path().join("agent").to_str().unwrap(),
-        "--quiet",
-    ]);
+    // --json keeps progress off stderr, which then holds only the error.
+    let (_dir, out, o) = run_build(&text);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
