@@ -153,10 +153,34 @@ impl Ledger {
     }
 }
 
+/// Choices of an activation run.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivateOptions {
+    /// Make missing SSH host keys. Off when an image is pre-activated on
+    /// the host: every guest makes its own keys at first boot.
+    pub host_keys: bool,
+}
+
+impl Default for ActivateOptions {
+    fn default() -> Self {
+        ActivateOptions { host_keys: true }
+    }
+}
+
 /// Activates the system item at `system` (a guest path such as
 /// `/frx/store/<digest>-system-host`) in `root`. Failed steps are
 /// recorded and the others still run; the ledger says what happened.
 pub fn activate(root: &GuestRoot, system: &str, platform: &dyn Platform) -> Ledger {
+    activate_with(root, system, platform, ActivateOptions::default())
+}
+
+/// [`activate`], with choices.
+pub fn activate_with(
+    root: &GuestRoot,
+    system: &str,
+    platform: &dyn Platform,
+    opts: ActivateOptions,
+) -> Ledger {
     let mut ledger = Ledger {
         system: system.to_owned(),
         generation: None,
@@ -198,12 +222,16 @@ pub fn activate(root: &GuestRoot, system: &str, platform: &dyn Platform) -> Ledg
         let _ = ledger.write(root);
     };
     step(&mut ledger, "directories", &mut || directories(root));
-    step(&mut ledger, "top-level", &mut || top_level(root, &runtime));
+    step(&mut ledger, "top-level", &mut || {
+        top_level_links(root, &runtime)
+    });
     step(&mut ledger, "etc", &mut || etc(root, &runtime, system));
     step(&mut ledger, "accounts", &mut || {
         accounts_step(root, &runtime, &declared, platform)
     });
-    step(&mut ledger, "host-keys", &mut || host_keys(root, platform));
+    if opts.host_keys {
+        step(&mut ledger, "host-keys", &mut || host_keys(root, platform));
+    }
     step(&mut ledger, "compat-shims", &mut || compat_shims(root));
     let mut generation = None;
     step(&mut ledger, "generation", &mut || {
@@ -243,10 +271,12 @@ fn directories(root: &GuestRoot) -> Result<Vec<String>, ActivationError> {
     Ok(changes)
 }
 
-/// `/usr` and its peers point into the runtime item: each top-level
-/// directory of the item becomes a link to it, and each top-level link of
-/// the item (`bin -> usr/bin` on merged-/usr systems) is copied.
-fn top_level(root: &GuestRoot, runtime: &str) -> Result<Vec<String>, ActivationError> {
+/// `/usr` and its peers point into the runtime item (a guest path): each
+/// top-level directory of the item becomes a link to it, and each
+/// top-level link of the item (`bin -> usr/bin` on merged-/usr systems) is
+/// copied. The image builder calls it too: the initramfs needs them to
+/// find `init` before activation has run. Returns what changed.
+pub fn top_level_links(root: &GuestRoot, runtime: &str) -> Result<Vec<String>, ActivationError> {
     let dir = root.path(runtime);
     let mut changes = Vec::new();
     let mut names: Vec<_> = fs::read_dir(&dir)
@@ -443,17 +473,19 @@ fn accounts_step(
     Ok(changes)
 }
 
+/// The SSH host key types activation makes. No RSA: an RSA key takes
+/// hundreds of milliseconds to make (seconds in an emulated guest) and
+/// every current client speaks Ed25519 or ECDSA. The generated
+/// sshd_config names exactly these.
+pub const HOST_KEY_TYPES: [&str; 2] = ["ed25519", "ecdsa"];
+
 fn host_keys(root: &GuestRoot, platform: &dyn Platform) -> Result<Vec<String>, ActivationError> {
     let have = |t: &str| root.path(&format!("/etc/ssh/ssh_host_{t}_key")).exists();
-    let missing: Vec<&str> = ["ed25519", "ecdsa", "rsa"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if missing.is_empty() {
-        return Ok(Vec::new());
-    }
+    let missing: Vec<&str> = HOST_KEY_TYPES.into_iter().filter(|t| !have(t)).collect();
     if !root.is_dry_run() {
-        platform.generate_host_keys(root)?;
+        for t in &missing {
+            platform.generate_host_key(root, t)?;
+        }
     }
     Ok(missing
         .into_iter()

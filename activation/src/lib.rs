@@ -16,7 +16,8 @@ pub mod platform;
 pub mod root;
 
 pub use activate::{
-    COMPAT_SHIMS, LEDGER_PATH, Ledger, StepRecord, StepStatus, activate, switch_generation,
+    ActivateOptions, COMPAT_SHIMS, HOST_KEY_TYPES, LEDGER_PATH, Ledger, StepRecord, StepStatus,
+    activate, activate_with, switch_generation, top_level_links,
 };
 pub use error::ActivationError;
 pub use root::GuestRoot;

@@ -63,6 +63,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
     };
     let t = Instant::now();
     let (mounted, mount_errors) = early_mounts(root);
+    let mount_ms = t.elapsed().as_millis() as u64;
     for e in &mount_errors {
         console(e);
     }
@@ -86,7 +87,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                     step: "mounts".into(),
                     status,
                     changes: mounted,
-                    ms: t.elapsed().as_millis() as u64,
+                    ms: mount_ms,
                     error: mount_errors.first().cloned(),
                 },
             );

@@ -241,8 +241,27 @@ fn init(system: Option<String>) -> Result<bool> {
     bail!("{msg}")
 }
 
+/// The command line, or `init` when the kernel started us as PID 1 with
+/// `init=/frx/store/...-fruix-agent-.../bin/fruix-agent`: the kernel
+/// passes no subcommand, only what it did not understand itself.
+fn parse_cli() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let known = |a: &std::ffi::OsStr| {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == a || c.get_all_aliases().any(|n| n == a))
+    };
+    if std::process::id() == 1 && args.get(1).is_none_or(|a| !known(a)) {
+        return Cli {
+            command: Command::Init { system: None },
+        };
+    }
+    Cli::parse_from(args)
+}
+
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let result = match parse_cli().command {
         Command::Verify {
             root,
             metadata_only,

@@ -25,6 +25,31 @@ pub enum Command {
     System(SystemCommand),
     /// List what remains of old install prefixes in an item.
     ScanPrefixes(ScanArgs),
+    /// Ask a guest over SSH whether it is ready (`fruix-agent status`).
+    /// Exit 0 ready, 1 not ready, 2 unreachable or error.
+    Query(QueryArgs),
+}
+
+/// Arguments of `fruix query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// The guest, as [USER@]HOST[:PORT] (user root, port 22 by default).
+    #[arg(long, value_name = "TARGET")]
+    pub ssh: String,
+    /// The private key to log in with.
+    #[arg(short = 'i', long = "identity", value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// Keep trying for S seconds while the guest is unreachable or its
+    /// checks are pending [default: ask once].
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub wait: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept any host key and remember none (for throwaway VMs). By
+    /// default new keys are accepted and changed ones refused.
+    #[arg(long)]
+    pub any_host_key: bool,
 }
 
 /// `fruix system ...`.
@@ -33,6 +58,82 @@ pub enum SystemCommand {
     /// Realize a declaration's packages into OUT/frx and write its system
     /// item; prints the system item's path.
     Build(BuildArgs),
+    /// Build the system, then write its bootable GPT disk image(s) to
+    /// OUT/HOST.raw, .qcow2 or .vhd; prints their paths.
+    Image(ImageArgs),
+    /// Boot an image (or build and boot a declaration) under QEMU, wait
+    /// for the agent's ready line on the serial console and print its
+    /// report. Exit 0 ready, 1 not ready, 2 error.
+    Vm(VmArgs),
+}
+
+/// Arguments of `fruix system vm`.
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// A disk image (.raw, .qcow2, .vhd), or a declaration (.toml) to
+    /// build first (then --out is needed).
+    #[arg(value_name = "IMAGE|DECL")]
+    pub target: PathBuf,
+    /// Output directory when building a declaration.
+    #[arg(long, value_name = "OUT")]
+    pub out: Option<PathBuf>,
+    /// The fruix-agent binary, when building [default: next to this fruix].
+    #[arg(long, value_name = "PATH")]
+    pub agent: Option<PathBuf>,
+    /// Where downloaded .debs are kept, when building.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Accelerator: KVM when it can run a guest here, else TCG.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub accel: crate::vm::Accel,
+    /// Firmware [default: the declaration's image.firmware; uefi for an
+    /// image].
+    #[arg(long, value_enum)]
+    pub firmware: Option<crate::declaration::Firmware>,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "M", default_value_t = 1024)]
+    pub memory: u64,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub cpus: u32,
+    /// Host port (on 127.0.0.1) forwarded to the guest's sshd [default: a
+    /// free one].
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    pub ssh_port: u16,
+    /// Seconds to wait for the ready line.
+    #[arg(long, value_name = "S", default_value_t = 300)]
+    pub timeout: u64,
+    /// Stop the guest once it has reported (else it runs until Ctrl-C).
+    #[arg(long)]
+    pub stop_when_ready: bool,
+    /// An extra kernel parameter (direct boot); give it once per parameter.
+    #[arg(long, value_name = "PARAM")]
+    pub append: Vec<String>,
+    /// Where the serial console is written [default: beside the image,
+    /// HOST.console.log].
+    #[arg(long, value_name = "PATH")]
+    pub console_log: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show no progress.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Arguments of `fruix system image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// What to build.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// Image format; give it once per format [default: the
+    /// declaration's image.formats].
+    #[arg(long = "format", value_name = "FORMAT")]
+    pub formats: Vec<crate::declaration::ImageFormat>,
+    /// Write a fixed-size VHD instead of a dynamic one.
+    #[arg(long)]
+    pub vhd_fixed: bool,
 }
 
 /// Arguments of `fruix system build`.

@@ -1,11 +1,15 @@
 //! The Fruix host builder behind the `fruix` command: store maintenance,
-//! declarations and system builds; images and the VM runner as the issues
-//! that build them land.
+//! declarations, system builds, disk images, the QEMU runner and the
+//! readiness query over SSH.
 
 pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod declaration;
+pub mod image;
+pub mod platform;
+pub mod query;
+pub mod vm;
 
 /// What a command asks the process to exit with, when it did not fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         Command::Store(c) => commands::store::run(c),
         Command::System(c) => commands::system::run(c),
         Command::ScanPrefixes(a) => commands::scan::run(a),
+        Command::Query(a) => commands::query::run(a),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

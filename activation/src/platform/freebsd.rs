@@ -49,7 +49,7 @@ impl Platform for FreeBsd {
         Ok(changed)
     }
 
-    fn generate_host_keys(&self, root: &GuestRoot) -> Result<(), ActivationError> {
-        super::ssh_keygen_all(root)
+    fn generate_host_key(&self, root: &GuestRoot, key_type: &str) -> Result<(), ActivationError> {
+        super::ssh_keygen(root, key_type)
     }
 }

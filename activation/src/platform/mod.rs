@@ -25,8 +25,8 @@ pub trait Platform {
         db: &AccountDb,
     ) -> Result<Vec<String>, ActivationError>;
 
-    /// Makes the SSH host keys that are missing.
-    fn generate_host_keys(&self, root: &GuestRoot) -> Result<(), ActivationError>;
+    /// Makes the SSH host key of `key_type` (`ed25519`, `ecdsa`).
+    fn generate_host_key(&self, root: &GuestRoot, key_type: &str) -> Result<(), ActivationError>;
 }
 
 /// The platform this binary was built for.
@@ -51,7 +51,7 @@ impl Platform for Unsupported {
             message: "this operating system is not supported".into(),
         })
     }
-    fn generate_host_keys(&self, _: &GuestRoot) -> Result<(), ActivationError> {
+    fn generate_host_key(&self, _: &GuestRoot, _: &str) -> Result<(), ActivationError> {
         Err(ActivationError::Tool {
             tool: "activation".into(),
             message: "this operating system is not supported".into(),
@@ -59,9 +59,15 @@ impl Platform for Unsupported {
     }
 }
 
-/// Runs `ssh-keygen -A` with the guest root as its prefix: it makes every
-/// missing default host key under `ROOT/etc/ssh`. The same on both systems.
-pub(crate) fn ssh_keygen_all(root: &GuestRoot) -> Result<(), ActivationError> {
+/// Makes `/etc/ssh/ssh_host_TYPE_key` (and `.pub`) with `ssh-keygen`,
+/// under temporary names renamed into place, the public half first: a
+/// run killed half-way leaves no private key without its public half, and
+/// no half-written key that would pass for made. The same on both systems.
+pub(crate) fn ssh_keygen(root: &GuestRoot, key_type: &str) -> Result<(), ActivationError> {
+    let tool = |message: String| ActivationError::Tool {
+        tool: "ssh-keygen".into(),
+        message,
+    };
     let keygen = [
         "/usr/bin/ssh-keygen",
         "/usr/local/bin/ssh-keygen",
@@ -76,31 +82,34 @@ pub(crate) fn ssh_keygen_all(root: &GuestRoot) -> Result<(), ActivationError> {
             .map(std::path::PathBuf::from)
             .find(|p| p.is_file())
     })
-    .ok_or_else(|| ActivationError::Tool {
-        tool: "ssh-keygen".into(),
-        message: "not found".into(),
-    })?;
+    .ok_or_else(|| tool("not found".into()))?;
+    let key = format!("/etc/ssh/ssh_host_{key_type}_key");
+    let tmp = format!("/etc/ssh/.ssh_host_{key_type}_key.tmp");
+    let tmp_path = root.path(&tmp);
+    let tmp_pub = root.path(&format!("{tmp}.pub"));
+    let _ = std::fs::remove_file(&tmp_path);
+    let _ = std::fs::remove_file(&tmp_pub);
     let out = std::process::Command::new(&keygen)
         // Not /dev/null, which output() would open: activation may run
-        // before /dev is there, and ssh-keygen -A reads nothing.
+        // before /dev is there, and ssh-keygen reads nothing.
         .stdin(std::process::Stdio::inherit())
-        .arg("-A")
-        .arg("-f")
-        .arg(root.as_path())
+        .args(["-q", "-t", key_type, "-N", "", "-C", "root@fruix", "-f"])
+        .arg(&tmp_path)
         .output()
-        .map_err(|e| ActivationError::Tool {
-            tool: "ssh-keygen".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| tool(e.to_string()))?;
     if !out.status.success() {
-        return Err(ActivationError::Tool {
-            tool: "ssh-keygen".into(),
-            message: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
+        return Err(tool(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
-    Ok(())
+    let rename = |from: &std::path::Path, to: &str| {
+        std::fs::rename(from, root.path(to)).map_err(|e| ActivationError::Io {
+            path: to.to_owned(),
+            source: e,
+        })
+    };
+    rename(&tmp_pub, &format!("{key}.pub"))?;
+    rename(&tmp_path, &key)
 }

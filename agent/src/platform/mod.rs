@@ -26,9 +26,12 @@ pub struct EarlyMount {
 }
 
 /// The value of `key=value` in a boot-argument string (the Linux kernel
-/// command line, or FreeBSD's loader variables joined the same way).
+/// command line, or FreeBSD's loader variables joined the same way). The
+/// last one wins, as for the kernel's own parameters, so that a value
+/// appended by a boot loader or `fruix system vm --append` overrides.
 pub fn boot_arg(args: &str, key: &str) -> Option<String> {
     args.split_whitespace()
+        .rev()
         .filter_map(|w| w.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.to_owned())
@@ -47,5 +50,7 @@ mod tests {
         );
         assert_eq!(boot_arg(line, "fruix.digest").as_deref(), Some("abc"));
         assert_eq!(boot_arg(line, "nope"), None);
+        let twice = format!("{line} fruix.digest=def");
+        assert_eq!(boot_arg(&twice, "fruix.digest").as_deref(), Some("def"));
     }
 }

@@ -7,14 +7,17 @@ use anyhow::{Context, Result, bail};
 
 use crate::Outcome;
 use crate::build::progress::Progress;
-use crate::build::{self, BuildOptions};
-use crate::cli::{BuildArgs, SystemCommand};
-use crate::declaration;
+use crate::build::{self, BuildOptions, BuildOutcome};
+use crate::cli::{BuildArgs, ImageArgs, SystemCommand};
+use crate::declaration::{self, Loaded};
+use crate::image::{self, ImageOptions};
 
 /// Runs a `fruix system` subcommand.
 pub fn run(cmd: SystemCommand) -> Result<Outcome> {
     match cmd {
         SystemCommand::Build(a) => build_cmd(a),
+        SystemCommand::Image(a) => image_cmd(a),
+        SystemCommand::Vm(a) => super::vm::run(a),
     }
 }
 
@@ -44,7 +47,9 @@ fn default_agent() -> Result<PathBuf> {
     Ok(agent)
 }
 
-fn build_cmd(a: BuildArgs) -> Result<Outcome> {
+/// Loads the declaration and builds its system: what `build`, `image` and
+/// `vm DECL` all start with.
+pub fn build_from(a: &BuildArgs) -> Result<(Loaded, BuildOutcome)> {
     let jobs = match a.jobs {
         Some(0) => bail!("--jobs: must be at least 1"),
         Some(n) => n,
@@ -53,23 +58,60 @@ fn build_cmd(a: BuildArgs) -> Result<Outcome> {
     // Everything about the declaration is checked before anything is
     // written.
     let loaded = declaration::load(&a.declaration)?;
-    let agent = match a.agent {
-        Some(p) => p,
+    let agent = match &a.agent {
+        Some(p) => p.clone(),
         None => default_agent()?,
     };
     let opts = BuildOptions {
-        out: a.out,
+        out: a.out.clone(),
         agent,
-        cache_dir: a.cache_dir.unwrap_or_else(default_cache_dir),
+        cache_dir: a.cache_dir.clone().unwrap_or_else(default_cache_dir),
         jobs,
     };
     let progress = Progress::new(a.quiet || a.json);
     let outcome = build::build_system(&loaded, &opts, &progress)?;
+    Ok((loaded, outcome))
+}
+
+fn build_cmd(a: BuildArgs) -> Result<Outcome> {
+    let (_, outcome) = build_from(&a)?;
     let mut stdout = std::io::stdout().lock();
     if a.json {
         writeln!(stdout, "{}", serde_json::to_string(&outcome)?)?;
     } else {
         writeln!(stdout, "{}", outcome.system_path.display())?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// Builds the system and its images: what `image` and `vm DECL` do.
+pub fn image_from(a: &ImageArgs) -> Result<image::ImageOutcome> {
+    let (loaded, built) = build_from(&a.build)?;
+    let formats = if a.formats.is_empty() {
+        loaded.decl.image.formats.clone()
+    } else {
+        let mut f = a.formats.clone();
+        f.dedup();
+        f
+    };
+    let opts = ImageOptions {
+        out: a.build.out.clone(),
+        formats,
+        vhd_fixed: a.vhd_fixed,
+    };
+    let progress = Progress::new(a.build.quiet || a.build.json);
+    Ok(image::build_image(&loaded, &built, &opts, &progress)?)
+}
+
+fn image_cmd(a: ImageArgs) -> Result<Outcome> {
+    let outcome = image_from(&a)?;
+    let mut stdout = std::io::stdout().lock();
+    if a.build.json {
+        writeln!(stdout, "{}", serde_json::to_string(&outcome)?)?;
+    } else {
+        for i in &outcome.images {
+            writeln!(stdout, "{}", i.path.display())?;
+        }
     }
     Ok(Outcome::Success)
 }

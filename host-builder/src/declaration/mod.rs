@@ -311,7 +311,7 @@ fn default_probe_timeout() -> Spanned<i64> {
 }
 
 /// Firmware the image boots with.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Firmware {
     /// OVMF and the EFI system partition.
@@ -322,7 +322,7 @@ pub enum Firmware {
 }
 
 /// Disk image formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageFormat {
     /// Raw disk.

@@ -1,0 +1,121 @@
+//! `fruix system vm`.
+
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+
+use crate::Outcome;
+use crate::build::TempTree;
+use crate::build::progress::Progress;
+use crate::cli::{BuildArgs, ImageArgs, VmArgs};
+use crate::declaration::{Firmware, ImageFormat};
+use crate::vm::{self, VmOptions};
+
+/// Runs `fruix system vm`.
+pub fn run(a: VmArgs) -> Result<Outcome> {
+    let progress = Progress::new(a.quiet || a.json);
+    let is_decl = a.target.extension().is_some_and(|e| e == "toml");
+    let (image, declared_firmware) = if is_decl {
+        let Some(out) = a.out.clone() else {
+            bail!("--out: needed to build {}", a.target.display());
+        };
+        let args = ImageArgs {
+            build: BuildArgs {
+                declaration: a.target.clone(),
+                out,
+                agent: a.agent.clone(),
+                cache_dir: a.cache_dir.clone(),
+                jobs: None,
+                json: false,
+                quiet: a.quiet || a.json,
+            },
+            formats: vec![ImageFormat::Raw],
+            vhd_fixed: false,
+        };
+        let made = super::system::image_from(&args)?;
+        let firmware = crate::declaration::load(&a.target)?.decl.image.firmware;
+        let Some(raw) = made.images.into_iter().next() else {
+            bail!("no image was written");
+        };
+        (raw.path, Some(firmware))
+    } else {
+        (a.target.clone(), None)
+    };
+    let firmware = a.firmware.or(declared_firmware).unwrap_or(Firmware::Uefi);
+    let console_log = a.console_log.clone().unwrap_or_else(|| {
+        let stem = image
+            .file_stem()
+            .map_or_else(|| "fruix".into(), |s| s.to_string_lossy().into_owned());
+        image.with_file_name(format!("{stem}.console.log"))
+    });
+    let opts = VmOptions {
+        image,
+        accel: a.accel,
+        firmware,
+        memory: a.memory,
+        cpus: a.cpus,
+        ssh_port: a.ssh_port,
+        timeout: Duration::from_secs(a.timeout),
+        append: a.append.clone(),
+        console_log,
+    };
+    let stop = vm::stop_signals()?;
+    let work = TempTree::new(&std::env::temp_dir(), "fruix-vm")?;
+    let (mut qemu, port, accel) = vm::start(&opts, &work)?;
+    progress.line(&format!(
+        "vm: QEMU {} ({accel}, {}), console {}, ssh 127.0.0.1:{port}",
+        qemu.id(),
+        match firmware {
+            Firmware::Uefi => "uefi",
+            Firmware::Direct => "direct",
+        },
+        opts.console_log.display()
+    ));
+    let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop);
+    {
+        let mut out = std::io::stdout().lock();
+        if a.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+        } else if let Some(r) = &report.report {
+            write!(out, "{}", r.to_lines())?;
+        }
+        out.flush()?;
+    }
+    if let Some(why) = &report.failure {
+        if !a.json {
+            let mut err = std::io::stderr().lock();
+            writeln!(
+                err,
+                "fruix: boot failed after {:.1} s: {why}",
+                report.seconds
+            )?;
+            if report.report.is_none() {
+                writeln!(
+                    err,
+                    "fruix: last console lines ({}):",
+                    report.console_log.display()
+                )?;
+                for l in &report.console_tail {
+                    writeln!(err, "  {l}")?;
+                }
+            }
+        }
+        drop(qemu);
+        return Ok(Outcome::Findings);
+    }
+    progress.line(&format!("vm: ready after {:.1} s", report.seconds));
+    if a.stop_when_ready {
+        drop(qemu);
+        return Ok(Outcome::Success);
+    }
+    progress.line(&format!(
+        "vm: running; ssh -p {port} root@127.0.0.1 (Ctrl-C stops it)"
+    ));
+    while qemu.exited().is_none() && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(qemu);
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,494 @@
+//! `fruix system image`: a bootable GPT disk from a built system, made
+//! without mounting anything and without a hand-written file system:
+//!
+//! 1. a sparse file of the declared capacity, partitioned by `sfdisk`
+//!    (an EFI system partition, then the root);
+//! 2. the ESP made by `mkfs.vfat` and filled by `mtools`: systemd-boot as
+//!    the fallback loader, the kernel, the initrd and a loader entry whose
+//!    command line names the system item and its digest;
+//! 3. the root staged as a tree of hard links to the store (`tree.rs`) and
+//!    written by `mke2fs -d` into the partition, then `debugfs` gives every
+//!    inode the same times (mke2fs 1.47.0 copies the tree's change times);
+//! 4. qcow2 and VHD converted from the raw disk by `qemu-img`.
+//!
+//! Everything that would differ between two builds comes from the system
+//! digest (GUIDs, the file-system UUID and hash seed, the FAT volume id)
+//! or is a fixed time, so two builds give byte-identical images. Images
+//! are written under temporary names and renamed when all are done.
+
+pub mod layout;
+pub mod tools;
+pub mod tree;
+pub mod vhd;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fruix_activation::config::SystemConfig;
+use fruix_store::StoreRoot;
+
+use crate::build::progress::Progress;
+use crate::build::system::ROOT_LABEL;
+use crate::build::{BuildError, BuildOutcome, TempTree};
+use crate::declaration::{ImageFormat, InitMode, Loaded};
+use layout::{ESP_SIZE, Ids, Layout};
+
+/// The time ESP entries carry (FAT cannot tell times before 1980).
+const FAT_EPOCH: &str = "315532800";
+
+/// What to write.
+#[derive(Clone, Debug)]
+pub struct ImageOptions {
+    /// The output directory (the same as the build's): images go to
+    /// `OUT/HOST.raw`, `OUT/HOST.qcow2`, `OUT/HOST.vhd`.
+    pub out: PathBuf,
+    /// Formats, at least one.
+    pub formats: Vec<ImageFormat>,
+    /// A fixed-size VHD rather than a dynamic one.
+    pub vhd_fixed: bool,
+}
+
+/// One image written.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageFile {
+    /// Its format.
+    pub format: &'static str,
+    /// Where it is.
+    pub path: PathBuf,
+}
+
+/// What `fruix system image` made.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImageOutcome {
+    /// The system item booted.
+    pub system: String,
+    /// The images.
+    pub images: Vec<ImageFile>,
+    /// The kernel command line of the loader entry.
+    pub cmdline: String,
+    /// Disk size in bytes.
+    pub disk_size: u64,
+}
+
+/// The extension of a format's file.
+pub fn extension(f: ImageFormat) -> &'static str {
+    match f {
+        ImageFormat::Raw => "raw",
+        ImageFormat::Qcow2 => "qcow2",
+        ImageFormat::Vhd => "vhd",
+    }
+}
+
+/// The kernel command line: the root by label, the serial console, and
+/// the system item with its digest; in shepherd-pid1 mode the agent is
+/// `init`.
+pub fn kernel_cmdline(system: &str, digest: &str, init: InitMode, agent: &str) -> String {
+    let mut s = format!(
+        "root=LABEL={ROOT_LABEL} rw console=ttyS0 net.ifnames=0 panic=-1 fruix.system=/frx/store/{system} fruix.digest={digest}"
+    );
+    if init == InitMode::ShepherdPid1 {
+        s.push_str(&format!(" init=/frx/store/{agent}/bin/fruix-agent"));
+    }
+    s
+}
+
+/// Where the ESP keeps the kernel, the initrd and the loader entry.
+pub mod esp_paths {
+    /// The kernel.
+    pub const KERNEL: &str = "::/EFI/fruix/vmlinuz";
+    /// The initrd.
+    pub const INITRD: &str = "::/EFI/fruix/initrd.img";
+    /// The loader entry (systemd-boot's format).
+    pub const ENTRY: &str = "::/loader/entries/fruix.conf";
+}
+
+/// The kernel and initrd of a kernel item: the newest `boot/vmlinuz-*`
+/// and its `boot/initrd.img-*`.
+fn kernel_files(item: &Path) -> Result<(PathBuf, PathBuf), BuildError> {
+    let boot = item.join("boot");
+    let names: BTreeSet<String> = fs::read_dir(&boot)
+        .map_err(|e| BuildError::Io(boot.clone(), e))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let version = names
+        .iter()
+        .rev()
+        .filter_map(|n| n.strip_prefix("vmlinuz-"))
+        .find(|v| names.contains(&format!("initrd.img-{v}")))
+        .ok_or_else(|| {
+            BuildError::Input(format!(
+                "{}: the kernel item has no boot/vmlinuz-VERSION with a boot/initrd.img-VERSION",
+                item.display()
+            ))
+        })?;
+    Ok((
+        boot.join(format!("vmlinuz-{version}")),
+        boot.join(format!("initrd.img-{version}")),
+    ))
+}
+
+/// Writes the images of a built system.
+pub fn build_image(
+    loaded: &Loaded,
+    built: &BuildOutcome,
+    opts: &ImageOptions,
+    progress: &Progress,
+) -> Result<ImageOutcome, BuildError> {
+    let d = &loaded.decl;
+    let root = StoreRoot::new(opts.out.join("frx"));
+    let state = opts.out.join(".fruix-build");
+    let log = state.join("logs/image.log");
+    let _ = fs::remove_file(&log);
+    let layout = Layout::new(loaded.capacity, loaded.root_size).ok_or_else(|| {
+        BuildError::Internal("the root partition does not fit in the capacity".into())
+    })?;
+    let digest = built.system.digest().to_hex();
+    let ids = Ids::new(&digest);
+    let cfg = SystemConfig::load(&built.system_path)
+        .map_err(|e| BuildError::Input(format!("system item: {e}")))?;
+    let cmdline = kernel_cmdline(built.system.as_str(), &digest, d.init, &cfg.agent);
+    let by_role = |role: &str| {
+        built
+            .closure
+            .iter()
+            .find(|c| c.roles.contains(&role))
+            .map(|c| root.item_path(&c.item))
+            .ok_or_else(|| BuildError::Internal(format!("no {role} item in the closure")))
+    };
+    let (kernel, initrd) = kernel_files(&by_role("kernel")?)?;
+    let efi = by_role("bootloader")?.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    if !efi.is_file() {
+        return Err(BuildError::Input(format!(
+            "{}: the boot-loader item has no systemd-boot (install systemd-boot-efi in its source)",
+            efi.display()
+        )));
+    }
+
+    let host = d.host_name.get_ref();
+    let tmp = |ext: &str| {
+        opts.out
+            .join(format!(".{host}.{ext}.tmp-{}", std::process::id()))
+    };
+    let raw_tmp = tmp("raw");
+    // Whatever happens, no temporary is left behind.
+    let mut cleanup = Cleanup(vec![raw_tmp.clone()]);
+
+    progress.line(&format!(
+        "image: {} GPT disk, {} MiB root",
+        human(layout.disk_size),
+        layout.root_size >> 20
+    ));
+    {
+        let f = fs::File::create(&raw_tmp).map_err(|e| BuildError::Io(raw_tmp.clone(), e))?;
+        f.set_len(layout.disk_size)
+            .map_err(|e| BuildError::Io(raw_tmp.clone(), e))?;
+    }
+    tools::run(
+        Command::new("sfdisk")
+            .args(["--quiet", "--no-reread", "--no-tell-kernel"])
+            .arg(&raw_tmp),
+        Some(&layout.sfdisk_script(&ids)),
+        &log,
+    )?;
+
+    progress.line("image: EFI system partition (mkfs.vfat, mtools)");
+    write_esp(
+        &raw_tmp,
+        &layout,
+        &ids,
+        &cmdline,
+        host,
+        (&kernel, &initrd, &efi),
+        &state,
+        &log,
+    )?;
+
+    progress.line("image: root file system (mke2fs -d)");
+    let work = state.join("work");
+    let staged = TempTree::new(&work, "image-root")?;
+    let mut items: Vec<_> = built.closure.iter().map(|c| c.item.clone()).collect();
+    items.push(built.system.clone());
+    tree::stage(
+        staged.path(),
+        &tree::StageInput {
+            root: &root,
+            items: &items,
+            system: &built.system,
+            runtime: &cfg.runtime,
+            init: d.init,
+            log: &log,
+        },
+    )?;
+    write_root(&raw_tmp, &layout, &ids, staged.path(), &log)?;
+    drop(staged);
+
+    let mut done: Vec<(PathBuf, PathBuf, ImageFormat)> = Vec::new();
+    for &format in &opts.formats {
+        let ext = extension(format);
+        let dest = opts.out.join(format!("{host}.{ext}"));
+        match format {
+            ImageFormat::Raw => done.push((raw_tmp.clone(), dest, format)),
+            ImageFormat::Qcow2 | ImageFormat::Vhd => {
+                progress.line(&format!("image: converting to {ext} (qemu-img)"));
+                let t = tmp(ext);
+                cleanup.0.push(t.clone());
+                let mut cmd = Command::new("qemu-img");
+                cmd.args(["convert", "-f", "raw"]);
+                if format == ImageFormat::Qcow2 {
+                    cmd.args(["-O", "qcow2"]);
+                } else {
+                    let sub = if opts.vhd_fixed { "fixed" } else { "dynamic" };
+                    cmd.args(["-O", "vpc", "-o"])
+                        .arg(format!("subformat={sub},force_size=on"));
+                }
+                tools::run(cmd.arg(&raw_tmp).arg(&t), None, &log)?;
+                if format == ImageFormat::Vhd {
+                    vhd::make_reproducible(&t, &ids.vhd)
+                        .map_err(|e| BuildError::Io(t.clone(), e))?;
+                }
+                done.push((t, dest, format));
+            }
+        }
+    }
+    let mut images = Vec::new();
+    for (from, to, format) in done {
+        fs::rename(&from, &to).map_err(|e| BuildError::Io(to.clone(), e))?;
+        images.push(ImageFile {
+            format: extension(format),
+            path: to,
+        });
+    }
+    // The raw temporary was renamed if raw was asked for; else it goes.
+    drop(cleanup);
+    for i in &images {
+        progress.line(&format!("image: {}", i.path.display()));
+    }
+    Ok(ImageOutcome {
+        system: built.system.to_string(),
+        images,
+        cmdline,
+        disk_size: layout.disk_size,
+    })
+}
+
+/// Removes the temporaries it holds when dropped.
+struct Cleanup(Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
+/// `FILE@@OFFSET`, mtools' way of naming a partition inside a disk image.
+fn mtools_image(disk: &Path, offset: u64) -> String {
+    format!("{}@@{offset}", disk.display())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_esp(
+    disk: &Path,
+    layout: &Layout,
+    ids: &Ids,
+    cmdline: &str,
+    host: &str,
+    (kernel, initrd, efi): (&Path, &Path, &Path),
+    state: &Path,
+    log: &Path,
+) -> Result<(), BuildError> {
+    let fat = |prog: &str| {
+        let mut c = Command::new(prog);
+        c.env("SOURCE_DATE_EPOCH", FAT_EPOCH)
+            .env("MTOOLS_SKIP_CHECK", "1");
+        c
+    };
+    // No volume label: mkfs.vfat stamps its directory entry with the
+    // current time whatever SOURCE_DATE_EPOCH says. FAT16, which UEFI
+    // firmware reads: mkfs.vfat would size the FAT by the whole disk.
+    tools::run(
+        fat("mkfs.vfat")
+            .args(["-F", "16"])
+            .arg(format!("--offset={}", layout.esp_offset / 512))
+            .args(["-i", &ids.fat_volume])
+            .arg(disk)
+            .arg((ESP_SIZE / 1024).to_string()),
+        None,
+        log,
+    )?;
+    let img = mtools_image(disk, layout.esp_offset);
+    tools::run(
+        fat("mmd").args(["-i", &img]).args([
+            "::/EFI",
+            "::/EFI/BOOT",
+            "::/EFI/fruix",
+            "::/loader",
+            "::/loader/entries",
+        ]),
+        None,
+        log,
+    )?;
+    let files = TempTree::new(&state.join("work"), "esp")?;
+    let loader_conf = files.path().join("loader.conf");
+    let entry = files.path().join("fruix.conf");
+    let write =
+        |p: &Path, text: String| fs::write(p, text).map_err(|e| BuildError::Io(p.to_owned(), e));
+    write(&loader_conf, "default fruix.conf\ntimeout 0\n".into())?;
+    write(
+        &entry,
+        format!(
+            "title Fruix ({host})\nlinux /EFI/fruix/vmlinuz\ninitrd /EFI/fruix/initrd.img\noptions {cmdline}\n"
+        ),
+    )?;
+    for (src, dst) in [
+        (efi, "::/EFI/BOOT/BOOTX64.EFI"),
+        (kernel, esp_paths::KERNEL),
+        (initrd, esp_paths::INITRD),
+        (loader_conf.as_path(), "::/loader/loader.conf"),
+        (entry.as_path(), esp_paths::ENTRY),
+    ] {
+        tools::run(
+            fat("mcopy").args(["-o", "-i", &img]).arg(src).arg(dst),
+            None,
+            log,
+        )?;
+    }
+    Ok(())
+}
+
+/// Fixed time for e2fsprogs (it takes 0 as "unset").
+const E2FS_TIME: &str = "1";
+
+fn write_root(
+    disk: &Path,
+    layout: &Layout,
+    ids: &Ids,
+    tree: &Path,
+    log: &Path,
+) -> Result<(), BuildError> {
+    tools::run(
+        Command::new("mke2fs")
+            .env("E2FSPROGS_FAKE_TIME", E2FS_TIME)
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-L",
+                ROOT_LABEL,
+                "-U",
+                &ids.root_fs,
+            ])
+            .arg("-E")
+            .arg(format!(
+                "offset={},hash_seed={},root_owner=0:0,lazy_itable_init=1,nodiscard",
+                layout.root_offset, ids.hash_seed
+            ))
+            .arg("-d")
+            .arg(tree)
+            .arg(disk)
+            .arg(format!("{}k", layout.root_size / 1024)),
+        None,
+        log,
+    )?;
+    // mke2fs copies each file's change and access times from the tree;
+    // neither can be set on the host, so debugfs sets them in the image.
+    let fs_arg = format!("{}?offset={}", disk.display(), layout.root_offset);
+    let dump = tools::run(Command::new("dumpe2fs").arg(&fs_arg), None, log)?;
+    let used = used_inodes(&dump)
+        .ok_or_else(|| BuildError::Internal("cannot read dumpe2fs's inode counts".into()))?;
+    let mut cmds = String::new();
+    for i in used {
+        cmds.push_str(&format!(
+            "sif <{i}> ctime {E2FS_TIME}\nsif <{i}> atime {E2FS_TIME}\n"
+        ));
+    }
+    // A file, not stdin: debugfs echoes every command, and a pipe of
+    // those would fill while we were still writing.
+    let cmd_file = log.with_file_name("debugfs-times.cmd");
+    fs::write(&cmd_file, cmds).map_err(|e| BuildError::Io(cmd_file.clone(), e))?;
+    tools::run(
+        Command::new("debugfs")
+            .env("E2FSPROGS_FAKE_TIME", E2FS_TIME)
+            .arg("-w")
+            .arg("-f")
+            .arg(&cmd_file)
+            .arg(&fs_arg),
+        None,
+        log,
+    )?;
+    let _ = fs::remove_file(&cmd_file);
+    Ok(())
+}
+
+/// The inode numbers in use, from `dumpe2fs`'s inode count and each
+/// group's `Free inodes:` ranges.
+fn used_inodes(dump: &str) -> Option<Vec<u64>> {
+    let count: u64 = dump
+        .lines()
+        .find_map(|l| l.strip_prefix("Inode count:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let mut free = vec![false; count as usize + 1];
+    for l in dump.lines() {
+        let Some(ranges) = l.trim().strip_prefix("Free inodes: ") else {
+            continue;
+        };
+        for r in ranges.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            let (a, b) = r.split_once('-').unwrap_or((r, r));
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            for i in a..=b.min(count) {
+                free[i as usize] = true;
+            }
+        }
+    }
+    Some((1..=count).filter(|i| !free[*i as usize]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_inodes_are_those_not_listed_free() {
+        let dump = "Inode count:              24\n\
+                    Group 0: (Blocks 0-32767)\n  Free inodes: 5-8, 10\n\
+                    Group 1: (Blocks 32768-65535)\n  Free inodes: \n\
+                    Group 2: (Blocks 65536-98303)\n  Free inodes: 17-24\n";
+        assert_eq!(
+            used_inodes(dump).unwrap(),
+            vec![1, 2, 3, 4, 9, 11, 12, 13, 14, 15, 16]
+        );
+        assert!(used_inodes("nothing").is_none());
+    }
+
+    #[test]
+    fn cmdline_names_the_system_and_init_only_in_pid1_mode() {
+        let pid1 = kernel_cmdline(
+            "abc-system-x",
+            "abc",
+            InitMode::ShepherdPid1,
+            "def-fruix-agent-0.1.0",
+        );
+        assert!(pid1.contains("fruix.system=/frx/store/abc-system-x fruix.digest=abc"));
+        assert!(pid1.ends_with("init=/frx/store/def-fruix-agent-0.1.0/bin/fruix-agent"));
+        let rc = kernel_cmdline("abc-system-x", "abc", InitMode::RcShepherd, "def");
+        assert!(!rc.contains("init="));
+        assert!(rc.contains("root=LABEL=fruix-root"));
+    }
+}

@@ -1,0 +1,156 @@
+//! The root file system's tree, staged in a work directory before
+//! `mke2fs -d` copies it: the closure's items (hard links to the store,
+//! so nothing is copied), their manifests, the top-level links into the
+//! runtime, and the empty directories activation fills.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use filetime::FileTime;
+use fruix_activation::{ActivateOptions, GuestRoot};
+use fruix_store::{ItemName, StoreRoot};
+
+use super::tools;
+use crate::build::BuildError;
+use crate::declaration::InitMode;
+
+/// The time every file of an image carries: the store's own (1 second
+/// past the epoch, what imports normalize to).
+pub const IMAGE_TIME: i64 = 1;
+
+/// Directories of the image root besides `/frx`, with their modes. The
+/// kernel and initramfs mount onto `/dev`, `/proc`, `/sys` and `/run`.
+const ROOT_DIRS: &[(&str, u32)] = &[
+    ("etc", 0o755),
+    ("var", 0o755),
+    ("tmp", 0o1777),
+    ("run", 0o755),
+    ("dev", 0o755),
+    ("proc", 0o555),
+    ("sys", 0o555),
+    ("root", 0o700),
+    ("home", 0o755),
+    ("mnt", 0o755),
+    ("frx", 0o755),
+    ("frx/store", 0o755),
+    ("frx/var", 0o755),
+    ("frx/var/db", 0o755),
+    ("frx/var/db/fruix", 0o755),
+    ("frx/var/db/fruix/manifests", 0o755),
+];
+
+/// What [`stage`] needs to know of the system.
+pub struct StageInput<'a> {
+    /// The store the items come from.
+    pub root: &'a StoreRoot,
+    /// The closure's items, the system item among them.
+    pub items: &'a [ItemName],
+    /// The system item.
+    pub system: &'a ItemName,
+    /// The runtime item (what `/usr` and its peers point into).
+    pub runtime: &'a str,
+    /// The boot mode.
+    pub init: InitMode,
+    /// Where `cp`'s output goes when it fails.
+    pub log: &'a Path,
+}
+
+/// Stages the root tree in `dir` (empty).
+pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |e| BuildError::Io(p, e)
+    };
+    for (d, mode) in ROOT_DIRS {
+        let p = dir.join(d);
+        fs::create_dir_all(&p).map_err(io(&p))?;
+        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(io(&p))?;
+    }
+    for item in input.items {
+        let src = input.root.item_path(item);
+        let dst = dir.join("frx/store").join(item.as_str());
+        // Hard links: the image costs no copy, and mke2fs reads each file
+        // once. `-a` keeps the directories' modes and times.
+        tools::run(
+            Command::new("cp").arg("-al").arg(&src).arg(&dst),
+            None,
+            input.log,
+        )?;
+        let m = input.root.manifest_path(item);
+        let to = dir
+            .join("frx/var/db/fruix/manifests")
+            .join(format!("{item}.mtree"));
+        fs::copy(&m, &to).map_err(io(&m))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o444)).map_err(io(&to))?;
+    }
+
+    let guest = GuestRoot::new(dir);
+    let runtime = format!("/frx/store/{}", input.runtime);
+    let system = format!("/frx/store/{}", input.system);
+    match input.init {
+        // `fruix-agent init` activates at boot; the initramfs only needs
+        // the top-level links to find it. `/etc` stays empty.
+        InitMode::ShepherdPid1 => {
+            fruix_activation::top_level_links(&guest, &runtime)
+                .map_err(|e| BuildError::Input(format!("image: top-level links: {e}")))?;
+        }
+        // The classic init reads /etc (inittab, rc scripts) before any rc
+        // script can activate anything: the image carries the first
+        // activation, and the boot's fruix-activate completes it (host
+        // keys are made there, so that no two guests share them).
+        InitMode::RcShepherd => {
+            let platform = fruix_activation::platform::native();
+            let ledger = fruix_activation::activate_with(
+                &guest,
+                &system,
+                platform.as_ref(),
+                ActivateOptions { host_keys: false },
+            );
+            if let Some(step) = ledger.steps.iter().find(|s| s.error.is_some()) {
+                return Err(BuildError::Input(format!(
+                    "image: activation step '{}' failed: {}",
+                    step.step,
+                    step.error.as_deref().unwrap_or("")
+                )));
+            }
+            // /run is a tmpfs in the guest; what activation left there
+            // (ledger, current-system link) is made again at boot.
+            let run = dir.join("run");
+            fruix_store::root::remove_tree(&run).map_err(io(&run))?;
+            fs::create_dir(&run).map_err(io(&run))?;
+            fs::set_permissions(&run, fs::Permissions::from_mode(0o755)).map_err(io(&run))?;
+        }
+    }
+    fix_times(dir, &dir.join("frx/store"))
+}
+
+/// Gives every entry outside the store (whose times imports have already
+/// fixed) the image time, so that the tree's times do not depend on when
+/// it was staged.
+fn fix_times(dir: &Path, store: &Path) -> Result<(), BuildError> {
+    let t = FileTime::from_unix_time(IMAGE_TIME, 0);
+    let mut stack = vec![dir.to_owned()];
+    let mut dirs = Vec::new();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| BuildError::Io(d.clone(), e))? {
+            let e = e.map_err(|e| BuildError::Io(d.clone(), e))?;
+            let p = e.path();
+            let ft = e.file_type().map_err(|e| BuildError::Io(p.clone(), e))?;
+            if ft.is_dir() {
+                if p != store {
+                    stack.push(p.clone());
+                }
+                dirs.push(p);
+            } else {
+                filetime::set_symlink_file_times(&p, t, t).map_err(|e| BuildError::Io(p, e))?;
+            }
+        }
+    }
+    dirs.push(dir.to_owned());
+    for d in dirs {
+        filetime::set_symlink_file_times(&d, t, t).map_err(|e| BuildError::Io(d, e))?;
+    }
+    Ok(())
+}
