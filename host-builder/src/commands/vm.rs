@@ -77,38 +77,47 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
     {
         let mut out = std::io::stdout().lock();
         if a.json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+            // One line, so that a program can read the report while the guest runs.
+            writeln!(out, "{}", serde_json::to_string(&report)?)?;
         } else if let Some(r) = &report.report {
             write!(out, "{}", r.to_lines())?;
         }
         out.flush()?;
     }
-    if let Some(why) = &report.failure {
-        if !a.json {
-            let mut err = std::io::stderr().lock();
+    if let Some(why) = &report.failure
+        && !a.json
+    {
+        let mut err = std::io::stderr().lock();
+        writeln!(
+            err,
+            "fruix: boot failed after {:.1} s: {why}",
+            report.seconds
+        )?;
+        if report.report.is_none() {
             writeln!(
                 err,
-                "fruix: boot failed after {:.1} s: {why}",
-                report.seconds
+                "fruix: last console lines ({}):",
+                report.console_log.display()
             )?;
-            if report.report.is_none() {
-                writeln!(
-                    err,
-                    "fruix: last console lines ({}):",
-                    report.console_log.display()
-                )?;
-                for l in &report.console_tail {
-                    writeln!(err, "  {l}")?;
-                }
+            for l in &report.console_tail {
+                writeln!(err, "  {l}")?;
             }
         }
-        drop(qemu);
-        return Ok(Outcome::Findings);
     }
-    progress.line(&format!("vm: ready after {:.1} s", report.seconds));
-    if a.stop_when_ready {
+    let outcome = if report.is_ready() {
+        Outcome::Success
+    } else {
+        Outcome::Findings
+    };
+    // No report (timeout, QEMU gone, interrupted): QEMU is stopped already.
+    // A guest that reported, ready or not, keeps running to be looked at,
+    // unless asked to stop.
+    if report.report.is_none() || a.stop_when_ready {
         drop(qemu);
-        return Ok(Outcome::Success);
+        return Ok(outcome);
+    }
+    if report.is_ready() {
+        progress.line(&format!("vm: ready after {:.1} s", report.seconds));
     }
     progress.line(&format!(
         "vm: running; ssh -p {port} root@127.0.0.1 (Ctrl-C stops it)"
@@ -117,5 +126,5 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(qemu);
-    Ok(Outcome::Success)
+    Ok(outcome)
 }

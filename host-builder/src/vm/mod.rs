@@ -327,6 +327,9 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
     cmd.args(["-netdev"])
         .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"));
     cmd.args(["-device", "virtio-net-pci,netdev=n0"]);
+    // Entropy from the host: without it the guest's random pool takes tens
+    // of seconds to fill under TCG, and ssh-keygen and sshd wait for it.
+    cmd.args(["-device", "virtio-rng-pci"]);
     let _ = fs::remove_file(&opts.console_log);
     cmd.arg("-serial")
         .arg(format!("file:{}", opts.console_log.display()));
