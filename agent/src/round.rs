@@ -134,10 +134,15 @@ pub fn run(view: &SystemView, inputs: &RoundInputs, on: &(dyn Fn(Check) + Sync))
                 } else {
                     vec![]
                 };
+                let sockets: Vec<_> = shepherd::SOCKETS
+                    .iter()
+                    .map(|s| view.root.path(s))
+                    .collect();
                 on(retry(inputs.sshd_wait, || {
                     shepherd::check(
                         shepherd_pid(view),
                         alive,
+                        &sockets,
                         &herd.to_string_lossy(),
                         env,
                         &required,

@@ -264,7 +264,7 @@ fn builds_the_split_and_the_system_item() {
     assert!(
         fs::read_to_string(sys.join("etc/shepherd.scm"))
             .unwrap()
-            .contains("(start-in-the-background '(sshd fruix-agent))")
+            .contains("(start-in-the-background '(fruix-agent sshd))")
     );
     assert!(
         fs::read_to_string(sys.join("etc/shepherd.scm"))

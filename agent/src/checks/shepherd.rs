@@ -1,9 +1,171 @@
-//! Shepherd: its pid alive, and the services the system needs started,
-//! as `herd status` (the system's own herd, from the store) reports them.
+//! Shepherd: its pid alive, and the services the system needs started.
+//! Shepherd is asked over its control socket, in the protocol `herd`
+//! speaks: one `shepherd-command` s-expression, one reply. That costs a
+//! millisecond, where `herd status` costs a Guile start-up (a third of a
+//! second here, seconds in an emulated guest). Should the socket not
+//! answer, the system's own `herd status` is asked instead.
 
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use super::Check;
+
+/// Where a system Shepherd listens (its default, under `/var/run`, which
+/// is `/run` on most systems).
+pub const SOCKETS: &[&str] = &["/var/run/shepherd/socket", "/run/shepherd/socket"];
+
+/// An s-expression, as much of one as Shepherd's replies need.
+#[derive(Clone, Debug, PartialEq)]
+enum Sexp {
+    List(Vec<Sexp>),
+    Atom(String),
+    Str(String),
+}
+
+impl Sexp {
+    /// `(key value...)` inside a list: the values after `key`.
+    fn field(&self, key: &str) -> Option<&[Sexp]> {
+        let Sexp::List(items) = self else { return None };
+        items.iter().find_map(|i| match i {
+            Sexp::List(kv) if matches!(kv.first(), Some(Sexp::Atom(k)) if k == key) => {
+                Some(&kv[1..])
+            }
+            _ => None,
+        })
+    }
+
+    fn atom(&self) -> Option<&str> {
+        match self {
+            Sexp::Atom(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Parses one s-expression from the start of `text`.
+fn parse(text: &str) -> Option<Sexp> {
+    fn value(c: &[char], i: &mut usize) -> Option<Sexp> {
+        while *i < c.len() && c[*i].is_whitespace() {
+            *i += 1;
+        }
+        match c.get(*i)? {
+            '(' => {
+                *i += 1;
+                let mut items = Vec::new();
+                loop {
+                    while *i < c.len() && c[*i].is_whitespace() {
+                        *i += 1;
+                    }
+                    if *c.get(*i)? == ')' {
+                        *i += 1;
+                        return Some(Sexp::List(items));
+                    }
+                    items.push(value(c, i)?);
+                }
+            }
+            '"' => {
+                *i += 1;
+                let mut s = String::new();
+                loop {
+                    match *c.get(*i)? {
+                        '"' => {
+                            *i += 1;
+                            return Some(Sexp::Str(s));
+                        }
+                        '\\' => {
+                            s.push(*c.get(*i + 1)?);
+                            *i += 2;
+                        }
+                        ch => {
+                            s.push(ch);
+                            *i += 1;
+                        }
+                    }
+                }
+            }
+            ')' => None,
+            _ => {
+                let start = *i;
+                while *i < c.len() && !c[*i].is_whitespace() && c[*i] != '(' && c[*i] != ')' {
+                    *i += 1;
+                }
+                Some(Sexp::Atom(c[start..*i].iter().collect()))
+            }
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    value(&chars, &mut 0)
+}
+
+/// The services a `status` reply shows running, by their first name.
+pub fn running_from_reply(reply: &str) -> Result<Vec<String>, String> {
+    let r = parse(reply).ok_or("shepherd's reply is not an s-expression")?;
+    if let Some([e]) = r.field("error")
+        && e.atom() != Some("#f")
+    {
+        return Err(format!("shepherd answered with an error: {e:?}"));
+    }
+    let Some([result]) = r.field("result") else {
+        return Err("shepherd's reply has no result".into());
+    };
+    // The result is a list of the action's return values, the one of
+    // `status` being the list of services: unwrap down to the list whose
+    // items are `(service ...)`.
+    let is_service =
+        |s: &Sexp| matches!(s, Sexp::List(i) if i.first().and_then(Sexp::atom) == Some("service"));
+    let mut services = result;
+    while let Sexp::List(items) = services {
+        match items.as_slice() {
+            [only] if !is_service(only) => services = only,
+            _ => break,
+        }
+    }
+    let Sexp::List(services) = services else {
+        return Err("shepherd's result is not a list of services".into());
+    };
+    Ok(services
+        .iter()
+        .filter(|s| {
+            s.field("status")
+                .and_then(|v| v.first())
+                .and_then(Sexp::atom)
+                == Some("running")
+        })
+        .filter_map(|s| match s.field("provides") {
+            Some([Sexp::List(names)]) => names.first().and_then(Sexp::atom).map(str::to_owned),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Asks the Shepherd listening on `socket` for the status of its services.
+pub fn ask_socket(socket: &Path) -> Result<Vec<String>, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+    let timeout = Some(Duration::from_secs(5));
+    let _ = s.set_read_timeout(timeout);
+    let _ = s.set_write_timeout(timeout);
+    s.write_all(
+        b"(shepherd-command (version 0) (action status) (service root) (arguments ()) (directory \"/\"))\n",
+    )
+    .map_err(|e| format!("{}: {e}", socket.display()))?;
+    // Shepherd closes the connection after its reply; read until the
+    // s-expression is complete, in case it does not.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let n = s
+            .read(&mut chunk)
+            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        buf.extend_from_slice(&chunk[..n]);
+        if n == 0 || parse(&String::from_utf8_lossy(&buf)).is_some() {
+            break;
+        }
+    }
+    running_from_reply(&String::from_utf8_lossy(&buf))
+}
 
 /// The services `herd status` lists as started, as it prints them in
 /// Shepherd 1.0 (`Started:` then ` + NAME` lines), and the one-shots that
@@ -24,11 +186,12 @@ pub fn started(herd_status: &str) -> Vec<String> {
 }
 
 /// Checks Shepherd with `pid` (1 in shepherd-pid1 mode, from its pid file
-/// otherwise) and that `required` services are started, asking `herd`
-/// with `env`.
+/// otherwise) and that `required` services are started, asking it on the
+/// first of `sockets` that answers, else with `herd` and `env`.
 pub fn check(
     pid: Option<u32>,
     alive: impl Fn(u32) -> bool,
+    sockets: &[std::path::PathBuf],
     herd: &str,
     env: &[(String, String)],
     required: &[&str],
@@ -38,6 +201,18 @@ pub fn check(
         None => reasons.push("shepherd has no pid file".to_owned()),
         Some(p) if !alive(p) => reasons.push(format!("shepherd pid {p} is not running")),
         Some(_) => {}
+    }
+    if let Some(up) = sockets.iter().find_map(|s| ask_socket(s).ok()) {
+        for r in required {
+            if !up.iter().any(|s| s == r) {
+                reasons.push(format!("shepherd service {r} is not started"));
+            }
+        }
+        return if reasons.is_empty() {
+            Check::ok("shepherd", "running")
+        } else {
+            Check::failed("shepherd", "stopped", reasons)
+        };
     }
     let out = Command::new(herd)
         .arg("status")
@@ -74,6 +249,38 @@ mod tests {
 
     /// As Shepherd 1.0.3's `herd status` printed it on this machine.
     const REAL: &str = "Started:\n + root\n + sleeper\nOne-shot:\n * once\n";
+
+    /// Shepherd 1.0.3's reply to `status` on this machine (root, a running
+    /// service and a one-shot that ran), cut to the fields read here.
+    const REPLY: &str = r#"(reply (version 0) (result (((service (version 0) (provides (root shepherd)) (requires ()) (docstring "The root service is used to operate on shepherd itself.") (running (process (version 0) (id 2464) (command ()))) (status-changes ((running . 1795422248) (starting . 1795422248))) (status running) (one-shot? #f) (recent-messages ((1795422248 . "Service sleeper running with value #<<process> id: 2469 command: (\"/bin/sleep\" \"1000\")>.")))) (service (version 0) (provides (sleeper)) (requires ()) (status running) (one-shot? #f)) (service (version 0) (provides (oneshot)) (requires ()) (running #f) (status stopped) (one-shot? #t))))) (error #f) (messages ()))"#;
+
+    #[test]
+    fn parses_the_socket_reply() {
+        assert_eq!(running_from_reply(REPLY).unwrap(), ["root", "sleeper"]);
+        assert!(running_from_reply("(reply (version 0) (result #f) (error (error (version 0) service-not-found sshd)) (messages ()))").is_err());
+        assert!(running_from_reply("(reply").is_err());
+    }
+
+    #[test]
+    fn asks_a_socket_that_answers_like_shepherd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut req = [0u8; 512];
+            let n = c.read(&mut req).unwrap();
+            assert!(String::from_utf8_lossy(&req[..n]).contains("(action status)"));
+            // In two pieces, as a socket may deliver it.
+            c.write_all(&REPLY.as_bytes()[..100]).unwrap();
+            c.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            c.write_all(&REPLY.as_bytes()[100..]).unwrap();
+        });
+        assert_eq!(ask_socket(&path).unwrap(), ["root", "sleeper"]);
+        server.join().unwrap();
+        assert!(ask_socket(&dir.path().join("nothing")).is_err());
+    }
 
     #[test]
     fn parses_herd_status() {

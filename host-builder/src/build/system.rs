@@ -461,16 +461,25 @@ fn shepherd_config(loaded: &Loaded, agent: &str, sshd: bool) -> String {
         );
         return s;
     }
-    // The agent starts with the network, beside sshd rather than after it:
-    // its other checks are done by the time sshd answers.
-    let req = "'(network)";
+    // The agent needs nothing and starts first, while the network comes up
+    // and sshd starts: its store verification and Guile probe (seconds in
+    // an emulated guest) are done by the time sshd answers, and its sshd
+    // and Shepherd checks wait for those.
+    let req = "'()";
     let _ = write!(
         s,
         "\n(define fruix-agent\n  (service '(fruix-agent)\n    #:documentation \"Verifies the store, runs the readiness checks, writes the ready markers.\"\n    #:requirement {req}\n    #:start (make-forkexec-constructor\n             '(\"/frx/store/{agent}/bin/fruix-agent\" \"run\")\n             #:log-file \"/var/log/fruix-agent.log\")\n    #:stop (make-kill-destructor)\n    #:respawn? #t))\n"
     );
     names.push("fruix-agent");
-    // Everything but the network, which comes as their requirement.
-    let started: Vec<&str> = names.iter().copied().filter(|n| *n != "network").collect();
+    // Everything but the network, which comes as sshd's requirement; the
+    // agent first.
+    let mut started: Vec<&str> = vec!["fruix-agent"];
+    started.extend(
+        names
+            .iter()
+            .copied()
+            .filter(|n| *n != "network" && *n != "fruix-agent"),
+    );
     let _ = write!(
         s,
         "\n(register-services (list {}))\n(start-in-the-background '({}))\n",
