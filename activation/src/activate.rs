@@ -229,6 +229,9 @@ pub fn activate_with(
     step(&mut ledger, "accounts", &mut || {
         accounts_step(root, &runtime, &declared, platform)
     });
+    step(&mut ledger, "setuid-programs", &mut || {
+        setuid_programs(root, &runtime, &cfg.setuid_programs)
+    });
     if opts.host_keys {
         step(&mut ledger, "host-keys", &mut || host_keys(root, platform));
     }
@@ -491,6 +494,51 @@ fn host_keys(root: &GuestRoot, platform: &dyn Platform) -> Result<Vec<String>, A
         .into_iter()
         .map(|t| format!("host key /etc/ssh/ssh_host_{t}_key"))
         .collect())
+}
+
+/// Where setuid copies live: on a tmpfs, made at every boot, as Guix and
+/// NixOS do, since the store holds no setuid file.
+pub const SETUID_DIR: &str = "/run/setuid-programs";
+
+/// Copies each declared program of the runtime (a guest path such as
+/// `/usr/bin/passwd`, read from the runtime item) to
+/// `/run/setuid-programs/NAME`, setuid root, and removes copies no longer
+/// declared.
+fn setuid_programs(
+    root: &GuestRoot,
+    runtime: &str,
+    programs: &[String],
+) -> Result<Vec<String>, ActivationError> {
+    let mut changes = Vec::new();
+    if programs.is_empty() && !root.path(SETUID_DIR).exists() {
+        return Ok(changes);
+    }
+    if root.ensure_dir(SETUID_DIR, 0o755)? {
+        changes.push(format!("directory {SETUID_DIR}"));
+    }
+    let mut names = BTreeSet::new();
+    for p in programs {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        names.insert(name.to_owned());
+        let src = format!("{runtime}{p}");
+        let bytes = fs::read(root.path(&src)).at(&src)?;
+        // Created by root and never chown'd: chown would clear the bit.
+        if root.write_if_changed(&format!("{SETUID_DIR}/{name}"), &bytes, 0o4755, None)? {
+            changes.push(format!("setuid {SETUID_DIR}/{name} from {src}"));
+        }
+    }
+    // A dry run has not made the directory.
+    let entries = match fs::read_dir(root.path(SETUID_DIR)) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(changes),
+        r => r.at(SETUID_DIR)?,
+    };
+    for e in entries {
+        let name = e.at(SETUID_DIR)?.file_name().to_string_lossy().into_owned();
+        if !names.contains(&name) && root.remove(&format!("{SETUID_DIR}/{name}"))? {
+            changes.push(format!("removed {SETUID_DIR}/{name}"));
+        }
+    }
+    Ok(changes)
 }
 
 fn compat_shims(root: &GuestRoot) -> Result<Vec<String>, ActivationError> {

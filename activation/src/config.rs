@@ -34,6 +34,9 @@ pub struct SystemConfig {
     /// Declared base packages.
     #[serde(default)]
     pub base_packages: Vec<String>,
+    /// Runtime programs copied setuid root to `/run/setuid-programs`.
+    #[serde(default)]
+    pub setuid_programs: Vec<String>,
     /// sshd settings.
     pub sshd: Option<SshdConfig>,
     /// Command probes.

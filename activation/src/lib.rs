@@ -16,8 +16,8 @@ pub mod platform;
 pub mod root;
 
 pub use activate::{
-    ActivateOptions, COMPAT_SHIMS, HOST_KEY_TYPES, LEDGER_PATH, Ledger, StepRecord, StepStatus,
-    activate, activate_with, switch_generation, top_level_links,
+    ActivateOptions, COMPAT_SHIMS, HOST_KEY_TYPES, LEDGER_PATH, Ledger, SETUID_DIR, StepRecord,
+    StepStatus, activate, activate_with, switch_generation, top_level_links,
 };
 pub use error::ActivationError;
 pub use root::GuestRoot;

@@ -184,6 +184,7 @@ fn a_first_activation_makes_the_guest() {
             "top-level",
             "etc",
             "accounts",
+            "setuid-programs",
             "host-keys",
             "compat-shims",
             "generation"
@@ -384,5 +385,73 @@ fn a_system_item_without_its_configuration_fails_clearly() {
     assert!(
         e.contains("frx/store/nope-system-x/etc/fruix/system.toml") && e.contains("No such file"),
         "{e}"
+    );
+}
+
+#[test]
+fn declared_setuid_programs_are_copied_setuid_and_withdrawn() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    write(
+        &t.path()
+            .join("frx/store")
+            .join(RUNTIME)
+            .join("usr/bin/passwd"),
+        "passwd program",
+    );
+    let sys = system(t.path(), "box", &[]);
+    let toml = t
+        .path()
+        .join(sys.trim_start_matches('/'))
+        .join("etc/fruix/system.toml");
+    let text = fs::read_to_string(&toml).unwrap().replace(
+        "[sshd]",
+        "setuid-programs = [\"/usr/bin/passwd\", \"/usr/bin/sh\"]\n\n[sshd]",
+    );
+    fs::write(&toml, text).unwrap();
+    let os = FakeOs::default();
+    let l = activate(&root, &sys, &os);
+    assert!(l.ok(), "{l:#?}");
+    let copy = t.path().join("run/setuid-programs/passwd");
+    assert_eq!(fs::read_to_string(&copy).unwrap(), "passwd program");
+    assert_eq!(
+        fs::metadata(&copy).unwrap().permissions().mode() & 0o7777,
+        0o4755
+    );
+    assert!(t.path().join("run/setuid-programs/sh").is_file());
+    let step = l
+        .steps
+        .iter()
+        .find(|s| s.step == "setuid-programs")
+        .unwrap();
+    assert_eq!(step.status, StepStatus::Changed);
+
+    // Unchanged the second time; a program no longer declared goes.
+    let again = activate(&root, &sys, &os);
+    let step = again
+        .steps
+        .iter()
+        .find(|s| s.step == "setuid-programs")
+        .unwrap();
+    assert_eq!(step.status, StepStatus::Unchanged, "{again:#?}");
+    let text = fs::read_to_string(&toml)
+        .unwrap()
+        .replace(", \"/usr/bin/sh\"", "");
+    fs::write(&toml, text).unwrap();
+    let l = activate(&root, &sys, &os);
+    assert!(!t.path().join("run/setuid-programs/sh").exists());
+    assert!(copy.is_file());
+    let step = l
+        .steps
+        .iter()
+        .find(|s| s.step == "setuid-programs")
+        .unwrap();
+    assert!(
+        step.changes
+            .iter()
+            .any(|c| c == "removed /run/setuid-programs/sh"),
+        "{step:?}"
     );
 }

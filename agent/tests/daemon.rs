@@ -232,10 +232,21 @@ fn a_changed_byte_fails_the_system_and_names_the_file() {
         "{out}"
     );
     assert!(!t.path().join("run/fruix/ready").exists(), "no ready file");
+    // The reasons come first on the console, then the ready line.
+    let console = fs::read_to_string(t.path().join("console")).unwrap();
+    let lines: Vec<&str> = console.lines().collect();
     assert!(
-        fs::read_to_string(t.path().join("console"))
+        lines
+            .last()
             .unwrap()
-            .starts_with("fruix-ready: ready_marker=failed ")
+            .starts_with("fruix-ready: ready_marker=failed "),
+        "{console}"
+    );
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .any(|l| l.starts_with(&format!("fruix-reason: content-changed {}", file.display()))),
+        "{console}"
     );
 }
 

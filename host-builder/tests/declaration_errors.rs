@@ -105,7 +105,7 @@ case!(
     unknown_top_level_key,
     "init = ",
     "colour = \"red\"\ninit = ",
-    "FILE:2:1: unknown field `colour`, expected one of `host-name`, `init`, `kernel`, `bootloader`, `base-packages`, `packages`, `services`, `groups`, `users`, `agent`, `image`"
+    "FILE:2:1: unknown field `colour`, expected one of `host-name`, `init`, `kernel`, `bootloader`, `base-packages`, `packages`, `services`, `groups`, `users`, `setuid-programs`, `agent`, `image`"
 );
 case!(
     unknown_package_key,
@@ -358,6 +358,18 @@ case!(
     "home = \"/home/alice\"",
     "home = \"home/alice\"",
     "FILE:31:8: `users.home`: 'home/alice' is not an absolute path"
+);
+case!(
+    relative_setuid_program,
+    "base-packages = [\"runtime\"]",
+    "base-packages = [\"runtime\"]\nsetuid-programs = [\"usr/bin/su\"]",
+    "FILE:6:20: `setuid-programs`: 'usr/bin/su' is not an absolute path to a file of the runtime"
+);
+case!(
+    setuid_programs_with_one_name,
+    "base-packages = [\"runtime\"]",
+    "base-packages = [\"runtime\"]\nsetuid-programs = [\"/usr/bin/su\", \"/bin/su\"]",
+    "FILE:6:35: `setuid-programs`: two programs are named 'su'"
 );
 case!(
     unknown_verify_policy,

@@ -116,6 +116,13 @@ fn boot_to_ready(example: &str, firmware: &str) {
             format!("shepherd_pid={sp}, expected a pid other than 1"),
         );
     }
+    let (_, modes) =
+        guest.ssh("stat -c '%a %U %n' /run/setuid-programs/passwd /run/setuid-programs/su");
+    v.check(
+        modes.contains("4755 root /run/setuid-programs/passwd")
+            && modes.contains("4755 root /run/setuid-programs/su"),
+        format!("declared setuid programs: {}", modes.trim()),
+    );
     let (rc, ready) = guest.ssh("cat /run/fruix/ready");
     v.check(
         rc == 0 && ready.contains("ready_marker=ready"),

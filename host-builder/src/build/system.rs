@@ -356,6 +356,12 @@ fn agent_config(
         .map(|p| p.get_ref().clone())
         .collect();
     let _ = writeln!(s, "base-packages = {}", list(&base));
+    let setuid: Vec<String> = d
+        .setuid_programs
+        .iter()
+        .map(|p| p.get_ref().clone())
+        .collect();
+    let _ = writeln!(s, "setuid-programs = {}", list(&setuid));
     if let Some(sshd) = &d.services.sshd {
         let _ = writeln!(s, "\n[sshd]\nport = {}", sshd.port.get_ref());
     }

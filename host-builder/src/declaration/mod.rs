@@ -89,6 +89,10 @@ pub struct Declaration {
     /// Users beyond root.
     #[serde(default)]
     pub users: Vec<User>,
+    /// Programs of the runtime that activation copies, setuid root, to
+    /// `/run/setuid-programs` (the store holds no setuid file).
+    #[serde(default)]
+    pub setuid_programs: Vec<Spanned<String>>,
     /// Agent settings.
     #[serde(default)]
     pub agent: AgentSettings,

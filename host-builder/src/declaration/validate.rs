@@ -192,6 +192,29 @@ pub(super) fn check(at: &Locator<'_>, decl: Declaration) -> Result<Loaded, DeclE
         users.insert(name, uid);
     }
 
+    let mut setuid_names = HashSet::new();
+    for p in &decl.setuid_programs {
+        let path = p.get_ref();
+        let name = path.rsplit('/').next().unwrap_or("");
+        if !path.starts_with('/')
+            || name.is_empty()
+            || path.split('/').any(|c| c == ".." || c == ".")
+        {
+            return Err(err(
+                &p.span(),
+                format!(
+                    "`setuid-programs`: '{path}' is not an absolute path to a file of the runtime"
+                ),
+            ));
+        }
+        if !setuid_names.insert(name) {
+            return Err(err(
+                &p.span(),
+                format!("`setuid-programs`: two programs are named '{name}'"),
+            ));
+        }
+    }
+
     let mut probes = HashSet::new();
     for p in &decl.agent.probes {
         let n = p.name.get_ref();
