@@ -212,14 +212,7 @@ pub fn activate_with(
     let step = |ledger: &mut Ledger,
                 name: &str,
                 f: &mut dyn FnMut() -> Result<Vec<String>, ActivationError>| {
-        let t = Instant::now();
-        let (status, changes, error) = match f() {
-            Ok(c) if c.is_empty() => (StepStatus::Unchanged, c, None),
-            Ok(c) => (StepStatus::Changed, c, None),
-            Err(e) => (StepStatus::Failed, Vec::new(), Some(e.to_string())),
-        };
-        ledger.push(name, status, changes, t.elapsed().as_millis() as u64, error);
-        let _ = ledger.write(root);
+        run_step(ledger, root, name, f)
     };
     step(&mut ledger, "directories", &mut || directories(root));
     step(&mut ledger, "top-level", &mut || {
@@ -235,7 +228,9 @@ pub fn activate_with(
     if opts.host_keys {
         step(&mut ledger, "host-keys", &mut || host_keys(root, platform));
     }
-    step(&mut ledger, "compat-shims", &mut || compat_shims(root));
+    step(&mut ledger, "compat-shims", &mut || {
+        remove_compat_shims(root)
+    });
     let mut generation = None;
     step(&mut ledger, "generation", &mut || {
         let (n, changes) = switch_generation(root, system)?;
@@ -245,6 +240,30 @@ pub fn activate_with(
     ledger.generation = generation;
     let _ = ledger.write(root);
     ledger
+}
+
+/// Runs one step, records it with its time and writes the ledger.
+fn run_step(
+    ledger: &mut Ledger,
+    root: &GuestRoot,
+    name: &str,
+    f: &mut dyn FnMut() -> Result<Vec<String>, ActivationError>,
+) {
+    let t = Instant::now();
+    let (status, changes, error) = match f() {
+        Ok(c) if c.is_empty() => (StepStatus::Unchanged, c, None),
+        Ok(c) => (StepStatus::Changed, c, None),
+        Err(e) => (StepStatus::Failed, Vec::new(), Some(e.to_string())),
+    };
+    ledger.push(name, status, changes, t.elapsed().as_millis() as u64, error);
+    let _ = ledger.write(root);
+}
+
+/// The `host-keys` step on its own, added to `ledger`: for a caller that
+/// activated with `host_keys: false` and has work to start before the
+/// keys, which take seconds in an emulated guest (`fruix-agent init`).
+pub fn add_host_keys(root: &GuestRoot, platform: &dyn Platform, ledger: &mut Ledger) {
+    run_step(ledger, root, "host-keys", &mut || host_keys(root, platform));
 }
 
 fn directories(root: &GuestRoot) -> Result<Vec<String>, ActivationError> {
@@ -541,7 +560,10 @@ fn setuid_programs(
     Ok(changes)
 }
 
-fn compat_shims(root: &GuestRoot) -> Result<Vec<String>, ActivationError> {
+/// Removes the legacy compatibility shims; returns what it removed. The
+/// `compat-shims` step; `fruix-agent init` also calls it before anything
+/// else, so that no early probe can lean on a shim.
+pub fn remove_compat_shims(root: &GuestRoot) -> Result<Vec<String>, ActivationError> {
     let mut changes = Vec::new();
     for s in COMPAT_SHIMS {
         if root.remove(s)? {

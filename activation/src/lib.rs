@@ -17,7 +17,8 @@ pub mod root;
 
 pub use activate::{
     ActivateOptions, COMPAT_SHIMS, HOST_KEY_TYPES, LEDGER_PATH, Ledger, SETUID_DIR, StepRecord,
-    StepStatus, activate, activate_with, switch_generation, top_level_links,
+    StepStatus, activate, activate_with, add_host_keys, remove_compat_shims, switch_generation,
+    top_level_links,
 };
 pub use error::ActivationError;
 pub use root::GuestRoot;

@@ -138,7 +138,17 @@ pub fn run(opts: &Options) -> io::Result<()> {
                     state.round,
                 );
                 thread::spawn(move || {
+                    let t = Instant::now();
                     round::run(&v, &inputs, &|c| {
+                        // One line per check on stderr (Shepherd's or the rc
+                        // script's log): what each took, for whoever wonders
+                        // why the marker came when it did.
+                        eprintln!(
+                            "fruix-agent: round {round}: {} {:?} after {} ms",
+                            c.name,
+                            c.status,
+                            t.elapsed().as_millis()
+                        );
                         let _ = tx.send((round, c));
                         let _ = waker.wake();
                     });

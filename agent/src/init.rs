@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use fruix_activation::{GuestRoot, StepStatus};
 
+use crate::early;
 use crate::platform::{self, EARLY_MOUNTS, mount_fs};
 use crate::system::SystemView;
 
@@ -74,8 +75,43 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
     match &system {
         None => console("no fruix.system= on the boot line: nothing to activate"),
         Some(system) => {
+            // Shims go first, so that no probe started early can lean on
+            // one. The probes start once /etc is in place (Debian's guile
+            // is a link through /etc/alternatives) and run while the host
+            // keys are made and Shepherd starts (see early.rs).
+            let shims = fruix_activation::remove_compat_shims(root);
             let platform_impl = fruix_activation::platform::native();
-            let mut ledger = fruix_activation::activate(root, system, platform_impl.as_ref());
+            let mut ledger = fruix_activation::activate_with(
+                root,
+                system,
+                platform_impl.as_ref(),
+                fruix_activation::ActivateOptions { host_keys: false },
+            );
+            if let Ok(v) = SystemView::load(root, system)
+                && !v.config.probes.is_empty()
+            {
+                let agent = std::env::current_exe()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| format!("/frx/store/{}/bin/fruix-agent", v.config.agent));
+                let names: Vec<String> = v.config.probes.iter().map(|p| p.name.clone()).collect();
+                for e in early::spawn(root, &agent, system, &names) {
+                    console(&e);
+                }
+            }
+            fruix_activation::add_host_keys(root, platform_impl.as_ref(), &mut ledger);
+            if let Some(step) = ledger.steps.iter_mut().find(|s| s.step == "compat-shims") {
+                match shims {
+                    Ok(removed) if !removed.is_empty() => {
+                        step.status = StepStatus::Changed;
+                        step.changes = removed;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        step.status = StepStatus::Failed;
+                        step.error = Some(e.to_string());
+                    }
+                }
+            }
             let status = if mount_errors.is_empty() {
                 StepStatus::Done
             } else {

@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod client;
 pub mod daemon;
+pub mod early;
 pub mod init;
 pub mod markers;
 pub mod platform;

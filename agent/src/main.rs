@@ -77,6 +77,24 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         system: Option<String>,
     },
+    /// Run one declared command probe and print its result. Exit 0 when it
+    /// passed, 1 when it failed.
+    Probe {
+        /// The probe's name, as the declaration gives it.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// The system item [default: fruix.system= on the boot line, else
+        /// /run/current-system].
+        #[arg(long, value_name = "PATH")]
+        system: Option<String>,
+        /// The guest's root (a directory, for tests).
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Also leave the result for the daemon's first round (what init
+        /// asks of the probes it starts early).
+        #[arg(long)]
+        record: bool,
+    },
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
     Activate {
@@ -229,6 +247,25 @@ fn status(json: bool, wait: Option<u64>, root: PathBuf) -> Result<bool> {
     Ok(matches!(report.outcome, Outcome::Ready | Outcome::Degraded))
 }
 
+fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> Result<bool> {
+    let root = GuestRoot::new(root);
+    let system = system_arg(system, &root)?;
+    let view = fruix_agent::system::SystemView::load(&root, &system).map_err(anyhow::Error::msg)?;
+    let Some(p) = view.config.probes.iter().find(|p| p.name == name) else {
+        bail!("{system}: declares no probe named '{name}'");
+    };
+    let check = fruix_agent::round::run_probe(&view, p);
+    if record {
+        fruix_agent::early::record(&root, &check).context("recording the result")?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}={}", check.name, check.value)?;
+    for r in &check.reasons {
+        writeln!(out, "reason={r}")?;
+    }
+    Ok(check.status == fruix_agent::checks::CheckStatus::Ok)
+}
+
 fn init(system: Option<String>) -> Result<bool> {
     let root = GuestRoot::new("/");
     let msg = fruix_agent::init::run(&root, system);
@@ -282,6 +319,12 @@ fn main() -> ExitCode {
         } => run_daemon(system, root, console, sshd_wait),
         Command::Status { json, wait, root } => status(json, wait, root),
         Command::Init { system } => init(system),
+        Command::Probe {
+            name,
+            system,
+            root,
+            record,
+        } => probe(name, system, root, record),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -93,6 +93,14 @@ fn retry(wait: Duration, check: impl Fn() -> Check) -> Check {
     }
 }
 
+/// Runs one declared command probe, with the Guile paths of the system
+/// and the probe's own environment.
+pub fn run_probe(view: &SystemView, p: &fruix_activation::config::ProbeConfig) -> Check {
+    let mut env = view.guile_env();
+    env.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    command::run(&p.name, &p.command, &env, Duration::from_secs(p.timeout))
+}
+
 /// Runs the checks of [`planned`] concurrently (one thread each; the
 /// slowest, a Guile probe or full verification, sets the pace), handing
 /// each result to `on` as it comes.
@@ -151,15 +159,12 @@ pub fn run(view: &SystemView, inputs: &RoundInputs, on: &(dyn Fn(Check) + Sync))
             });
         }
         for p in &view.config.probes {
-            let mut e = env.clone();
-            e.extend(p.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
             s.spawn(move || {
-                on(command::run(
-                    &p.name,
-                    &p.command,
-                    &e,
-                    Duration::from_secs(p.timeout),
-                ))
+                // A passed result of the same probe started by init.
+                match crate::early::take(&view.root, &p.name) {
+                    Some(c) => on(c),
+                    None => on(run_probe(view, p)),
+                }
             });
         }
     });

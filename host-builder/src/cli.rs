@@ -106,6 +106,11 @@ pub struct VmArgs {
     /// Stop the guest once it has reported (else it runs until Ctrl-C).
     #[arg(long)]
     pub stop_when_ready: bool,
+    /// Boot again, up to N times, when the guest kernel panics before the
+    /// agent reports (QEMU 7.2's TCG crashes a guest now and then; the
+    /// console of each panic is kept).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
     /// An extra kernel parameter (direct boot); give it once per parameter.
     #[arg(long, value_name = "PARAM")]
     pub append: Vec<String>,

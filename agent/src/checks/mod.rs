@@ -12,10 +12,10 @@ pub mod shepherd;
 pub mod sshd;
 pub mod store;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How a check ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckStatus {
     /// It passed.
@@ -29,7 +29,7 @@ pub enum CheckStatus {
 }
 
 /// The result of one check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     /// The check's name, as `gate` names it (`sshd`, `store`, a probe's name).
     pub name: String,

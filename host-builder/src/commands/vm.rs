@@ -63,17 +63,38 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
     };
     let stop = vm::stop_signals()?;
     let work = TempTree::new(&std::env::temp_dir(), "fruix-vm")?;
-    let (mut qemu, port, accel) = vm::start(&opts, &work)?;
-    progress.line(&format!(
-        "vm: QEMU {} ({accel}, {}), console {}, ssh 127.0.0.1:{port}",
-        qemu.id(),
-        match firmware {
-            Firmware::Uefi => "uefi",
-            Firmware::Direct => "direct",
-        },
-        opts.console_log.display()
-    ));
-    let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop);
+    let mut opts = opts;
+    let mut attempt = 0;
+    let (mut qemu, port, mut report) = loop {
+        attempt += 1;
+        let (mut qemu, port, accel) = vm::start(&opts, &work)?;
+        // A retry keeps the port the user (or the first attempt) chose.
+        opts.ssh_port = port;
+        progress.line(&format!(
+            "vm: QEMU {} ({accel}, {}), console {}, ssh 127.0.0.1:{port}",
+            qemu.id(),
+            match firmware {
+                Firmware::Uefi => "uefi",
+                Firmware::Direct => "direct",
+            },
+            opts.console_log.display()
+        ));
+        let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop);
+        if report.kernel_panicked() && attempt <= a.retries && !stop.load(Ordering::Relaxed) {
+            let kept = opts
+                .console_log
+                .with_extension(format!("panic-{attempt}.log"));
+            let _ = std::fs::rename(&opts.console_log, &kept);
+            progress.line(&format!(
+                "vm: the guest kernel panicked after {:.1} s (console kept in {}); booting again",
+                report.seconds,
+                kept.display()
+            ));
+            continue;
+        }
+        break (qemu, port, report);
+    };
+    report.attempts = attempt;
     {
         let mut out = std::io::stdout().lock();
         if a.json {

@@ -194,36 +194,47 @@ pub fn build_image(
         &log,
     )?;
 
-    progress.line("image: EFI system partition (mkfs.vfat, mtools)");
-    write_esp(
-        &raw_tmp,
-        &layout,
-        &ids,
-        &cmdline,
-        host,
-        (&kernel, &initrd, &efi),
-        &state,
-        &log,
-    )?;
-
-    progress.line("image: root file system (mke2fs -d)");
+    progress
+        .line("image: EFI system partition (mkfs.vfat, mtools) and root file system (mke2fs -d)");
     let work = state.join("work");
-    let staged = TempTree::new(&work, "image-root")?;
+    let esp_log = state.join("logs/image-esp.log");
+    let _ = fs::remove_file(&esp_log);
     let mut items: Vec<_> = built.closure.iter().map(|c| c.item.clone()).collect();
     items.push(built.system.clone());
-    tree::stage(
-        staged.path(),
-        &tree::StageInput {
-            root: &root,
-            items: &items,
-            system: &built.system,
-            runtime: &cfg.runtime,
-            init: d.init,
-            log: &log,
-        },
-    )?;
-    write_root(&raw_tmp, &layout, &ids, staged.path(), &log)?;
-    drop(staged);
+    // The two partitions are disjoint byte ranges of the disk: made at the
+    // same time.
+    std::thread::scope(|s| {
+        let esp = s.spawn(|| {
+            write_esp(
+                &raw_tmp,
+                &layout,
+                &ids,
+                &cmdline,
+                host,
+                (&kernel, &initrd, &efi),
+                &state,
+                &esp_log,
+            )
+        });
+        let root_fs = (|| {
+            let tree = staged_tree(
+                &state,
+                &work,
+                &tree::StageInput {
+                    root: &root,
+                    items: &items,
+                    system: &built.system,
+                    runtime: &cfg.runtime,
+                    init: d.init,
+                },
+            )?;
+            write_root(&raw_tmp, &layout, &ids, &tree, &log)
+        })();
+        let esp = esp
+            .join()
+            .unwrap_or_else(|_| Err(BuildError::Internal("ESP thread panicked".into())));
+        esp.and(root_fs)
+    })?;
 
     let mut done: Vec<(PathBuf, PathBuf, ImageFormat)> = Vec::new();
     for &format in &opts.formats {
@@ -272,6 +283,35 @@ pub fn build_image(
         cmdline,
         disk_size: layout.disk_size,
     })
+}
+
+/// The staged root tree of a system, kept in `OUT/.fruix-build/image-root/`
+/// under the system's name and boot mode: it is a function of the system
+/// item alone, so the next image of the same system (another format, a
+/// rebuild) skips staging. Staged in a work directory and renamed into
+/// place when complete; the tree of any other system is removed then, so
+/// that one is kept at most.
+fn staged_tree(
+    state: &Path,
+    work: &Path,
+    input: &tree::StageInput<'_>,
+) -> Result<PathBuf, BuildError> {
+    let dir = state.join("image-root");
+    let kept = dir.join(format!("{}-{}", input.system, input.init.as_str()));
+    if kept.is_dir() {
+        return Ok(kept);
+    }
+    let staged = TempTree::new(work, "image-root")?;
+    tree::stage(staged.path(), input)?;
+    if dir.is_dir() {
+        for e in fs::read_dir(&dir).map_err(|e| BuildError::Io(dir.clone(), e))? {
+            let p = e.map_err(|e| BuildError::Io(dir.clone(), e))?.path();
+            fruix_store::root::remove_tree(&p).map_err(|e| BuildError::Io(p.clone(), e))?;
+        }
+    }
+    fs::create_dir_all(&dir).map_err(|e| BuildError::Io(dir.clone(), e))?;
+    fs::rename(staged.path(), &kept).map_err(|e| BuildError::Io(kept.clone(), e))?;
+    Ok(kept)
 }
 
 /// Removes the temporaries it holds when dropped.

@@ -6,13 +6,11 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use filetime::FileTime;
 use fruix_activation::{ActivateOptions, GuestRoot};
 use fruix_store::{ItemName, StoreRoot};
 
-use super::tools;
 use crate::build::BuildError;
 use crate::declaration::InitMode;
 
@@ -53,8 +51,6 @@ pub struct StageInput<'a> {
     pub runtime: &'a str,
     /// The boot mode.
     pub init: InitMode,
-    /// Where `cp`'s output goes when it fails.
-    pub log: &'a Path,
 }
 
 /// Stages the root tree in `dir` (empty).
@@ -68,16 +64,24 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
         fs::create_dir_all(&p).map_err(io(&p))?;
         fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(io(&p))?;
     }
+    // Hard links, one thread per item: the image costs no copy, and mke2fs
+    // reads each file once.
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = input
+            .items
+            .iter()
+            .map(|item| {
+                let src = input.root.item_path(item);
+                let dst = dir.join("frx/store").join(item.as_str());
+                s.spawn(move || link_tree(&src, &dst))
+            })
+            .collect();
+        jobs.into_iter().try_for_each(|j| {
+            j.join()
+                .unwrap_or_else(|_| Err(BuildError::Internal("staging thread panicked".into())))
+        })
+    })?;
     for item in input.items {
-        let src = input.root.item_path(item);
-        let dst = dir.join("frx/store").join(item.as_str());
-        // Hard links: the image costs no copy, and mke2fs reads each file
-        // once. `-a` keeps the directories' modes and times.
-        tools::run(
-            Command::new("cp").arg("-al").arg(&src).arg(&dst),
-            None,
-            input.log,
-        )?;
         let m = input.root.manifest_path(item);
         let to = dir
             .join("frx/var/db/fruix/manifests")
@@ -124,6 +128,37 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
         }
     }
     fix_times(dir, &dir.join("frx/store"))
+}
+
+/// Recreates the tree `src` at `dst`: directories with their modes and
+/// times, files as hard links, symbolic links as they are.
+fn link_tree(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |e| BuildError::Io(p, e)
+    };
+    let meta = fs::symlink_metadata(src).map_err(io(src))?;
+    fs::create_dir(dst).map_err(io(dst))?;
+    for e in fs::read_dir(src).map_err(io(src))? {
+        let e = e.map_err(io(src))?;
+        let (from, to) = (e.path(), dst.join(e.file_name()));
+        let ft = e.file_type().map_err(io(&from))?;
+        if ft.is_dir() {
+            link_tree(&from, &to)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&from).map_err(io(&from))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(io(&to))?;
+            let m = fs::symlink_metadata(&from).map_err(io(&from))?;
+            let t = FileTime::from_last_modification_time(&m);
+            filetime::set_symlink_file_times(&to, t, t).map_err(io(&to))?;
+        } else {
+            fs::hard_link(&from, &to).map_err(io(&to))?;
+        }
+    }
+    // Last, once its entries no longer change it.
+    fs::set_permissions(dst, meta.permissions()).map_err(io(dst))?;
+    let t = FileTime::from_last_modification_time(&meta);
+    filetime::set_file_times(dst, t, t).map_err(io(dst))
 }
 
 /// Gives every entry outside the store (whose times imports have already

@@ -80,12 +80,24 @@ pub struct VmReport {
     pub firmware: &'static str,
     /// Seconds from QEMU's start to the ready line (or the failure).
     pub seconds: f64,
+    /// Boots it took (more than one when a guest kernel panicked and
+    /// `--retries` allowed another).
+    pub attempts: u32,
 }
 
 impl VmReport {
     /// True when the guest reported ready or degraded.
     pub fn is_ready(&self) -> bool {
         self.report.as_ref().is_some_and(ConsoleReport::is_ready)
+    }
+
+    /// True when the guest's kernel panicked before the agent reported.
+    pub fn kernel_panicked(&self) -> bool {
+        self.report.is_none()
+            && self
+                .console_tail
+                .iter()
+                .any(|l| l.contains("Kernel panic - not syncing"))
     }
 }
 
@@ -370,6 +382,7 @@ pub fn wait_ready(
             accel,
             firmware,
             seconds: (t.elapsed().as_millis() as f64) / 1000.0,
+            attempts: 1,
         };
     loop {
         if let Some(r) = watch.poll(&opts.console_log) {
@@ -422,6 +435,27 @@ pub fn wait_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_before_the_report_is_told_apart() {
+        let mut r = VmReport {
+            report: None,
+            failure: Some("QEMU exited".into()),
+            console_tail: vec![
+                "[    5.77] RIP: 0010:sched_clock_cpu+0x9/0x1d0".into(),
+                "[    5.77] Kernel panic - not syncing: Fatal exception in interrupt".into(),
+            ],
+            console_log: PathBuf::from("c.log"),
+            ssh_port: 1,
+            accel: "tcg",
+            firmware: "direct",
+            seconds: 5.8,
+            attempts: 1,
+        };
+        assert!(r.kernel_panicked());
+        r.console_tail.pop();
+        assert!(!r.kernel_panicked(), "a timeout is not a panic");
+    }
 
     #[test]
     fn disk_format_follows_the_extension() {
