@@ -44,6 +44,37 @@ pub struct SystemConfig {
     pub probes: Vec<ProbeConfig>,
 }
 
+/// The Guile environment that makes the store's Guile extensions and
+/// Shepherd's modules loadable, as `(variable, value)` pairs: load paths
+/// and extension paths into the items (`shepherd` may be empty), no shim
+/// anywhere. The agent runs Shepherd and the probes with it; the builder
+/// writes it into the system's `bin/shepherd` and `bin/herd` wrappers.
+pub fn guile_env(shepherd: &str, extensions: &[String]) -> Vec<(String, String)> {
+    let mut items: Vec<&str> = extensions.iter().map(String::as_str).collect();
+    if !shepherd.is_empty() {
+        items.push(shepherd);
+    }
+    let join = |sub: &str| {
+        items
+            .iter()
+            .map(|i| format!("/frx/store/{i}/{sub}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let ext: Vec<String> = extensions
+        .iter()
+        .map(|i| format!("/frx/store/{i}/lib/guile/3.0/extensions"))
+        .collect();
+    vec![
+        ("GUILE_LOAD_PATH".into(), join("share/guile/site/3.0")),
+        (
+            "GUILE_LOAD_COMPILED_PATH".into(),
+            join("lib/guile/3.0/site-ccache"),
+        ),
+        ("GUILE_EXTENSIONS_PATH".into(), ext.join(":")),
+    ]
+}
+
 /// sshd settings.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct SshdConfig {

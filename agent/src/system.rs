@@ -81,36 +81,7 @@ impl SystemView {
     /// Shepherd modules loadable: load paths and extension paths into the
     /// items, no shim anywhere.
     pub fn guile_env(&self) -> Vec<(String, String)> {
-        let mut items: Vec<&str> = self
-            .config
-            .guile_extensions
-            .iter()
-            .map(String::as_str)
-            .collect();
-        if !self.config.shepherd.is_empty() {
-            items.push(&self.config.shepherd);
-        }
-        let join = |sub: &str| {
-            items
-                .iter()
-                .map(|i| format!("/frx/store/{i}/{sub}"))
-                .collect::<Vec<_>>()
-                .join(":")
-        };
-        let ext: Vec<String> = self
-            .config
-            .guile_extensions
-            .iter()
-            .map(|i| format!("/frx/store/{i}/lib/guile/3.0/extensions"))
-            .collect();
-        vec![
-            ("GUILE_LOAD_PATH".into(), join("share/guile/site/3.0")),
-            (
-                "GUILE_LOAD_COMPILED_PATH".into(),
-                join("lib/guile/3.0/site-ccache"),
-            ),
-            ("GUILE_EXTENSIONS_PATH".into(), ext.join(":")),
-        ]
+        fruix_activation::config::guile_env(&self.config.shepherd, &self.config.guile_extensions)
     }
 }
 

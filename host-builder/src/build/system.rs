@@ -267,25 +267,11 @@ pub const ROOT_LABEL: &str = "fruix-root";
 /// `export` lines for the Guile paths that find Shepherd's modules and the
 /// extensions in the store; the agent's `init` sets the same ones.
 fn guile_env(shepherd: &str, extensions: &[String]) -> String {
-    let mut items: Vec<&str> = extensions.iter().map(String::as_str).collect();
-    items.push(shepherd);
-    let join = |sub: &str| {
-        items
-            .iter()
-            .map(|i| format!("/frx/store/{i}/{sub}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    let ext: Vec<String> = extensions
-        .iter()
-        .map(|i| format!("/frx/store/{i}/lib/guile/3.0/extensions"))
-        .collect();
-    format!(
-        "GUILE_LOAD_PATH={}\nGUILE_LOAD_COMPILED_PATH={}\nGUILE_EXTENSIONS_PATH={}\nexport GUILE_LOAD_PATH GUILE_LOAD_COMPILED_PATH GUILE_EXTENSIONS_PATH\n",
-        join("share/guile/site/3.0"),
-        join("lib/guile/3.0/site-ccache"),
-        ext.join(":")
-    )
+    let vars = fruix_activation::config::guile_env(shepherd, extensions);
+    let mut s: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
+    s.push_str(&format!("export {}\n", names.join(" ")));
+    s
 }
 
 fn link(dir: &Path, rel: &str, target: &str) -> Result<(), BuildError> {
