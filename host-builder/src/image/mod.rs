@@ -286,8 +286,8 @@ pub fn build_image(
 }
 
 /// The staged root tree of a system, kept in `OUT/.fruix-build/image-root/`
-/// under the system's name and boot mode: it is a function of the system
-/// item alone, so the next image of the same system (another format, a
+/// under the system's name, boot mode and the staging code's version: it
+/// is a function of those alone, so the next image of the same system (another format, a
 /// rebuild) skips staging. Staged in a work directory and renamed into
 /// place when complete; the tree of any other system is removed then, so
 /// that one is kept at most.
@@ -297,7 +297,12 @@ fn staged_tree(
     input: &tree::StageInput<'_>,
 ) -> Result<PathBuf, BuildError> {
     let dir = state.join("image-root");
-    let kept = dir.join(format!("{}-{}", input.system, input.init.as_str()));
+    let kept = dir.join(format!(
+        "{}-{}-v{}",
+        input.system,
+        input.init.as_str(),
+        tree::STAGE_VERSION
+    ));
     if kept.is_dir() {
         return Ok(kept);
     }

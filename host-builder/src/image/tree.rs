@@ -14,6 +14,10 @@ use fruix_store::{ItemName, StoreRoot};
 use crate::build::BuildError;
 use crate::declaration::InitMode;
 
+/// The version of what [`stage`] makes; a change to it must bump this, so
+/// that trees staged by an older `fruix` are not reused.
+pub const STAGE_VERSION: u32 = 1;
+
 /// The time every file of an image carries: the store's own (1 second
 /// past the epoch, what imports normalize to).
 pub const IMAGE_TIME: i64 = 1;
