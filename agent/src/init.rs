@@ -1,8 +1,9 @@
 //! `fruix-agent init`: the shepherd-pid1 boot path. As PID 1, it mounts
-//! the pseudo file systems that are missing, activates the system, and
-//! execs the system's Shepherd (from the store, with the Guile environment
-//! that finds its modules and extensions there), so that Shepherd becomes
-//! PID 1. A failed activation is recorded in the ledger and Shepherd still
+//! the pseudo file systems that are missing, removes compatibility shims,
+//! activates the system, starts the declared probes early (`early.rs`)
+//! before making the host keys, and execs the system's Shepherd (from the
+//! store, with the Guile environment that finds its modules and
+//! extensions there), so that Shepherd becomes PID 1. A failed activation is recorded in the ledger and Shepherd still
 //! starts; if Shepherd cannot be exec'd, a shell is, and if that fails too,
 //! PID 1 waits: never a kernel panic.
 
