@@ -3,9 +3,10 @@
 //! activates the system, starts the declared probes early (`early.rs`)
 //! before making the host keys, and execs the system's Shepherd (from the
 //! store, with the Guile environment that finds its modules and
-//! extensions there), so that Shepherd becomes PID 1. A failed activation is recorded in the ledger and Shepherd still
-//! starts; if Shepherd cannot be exec'd, a shell is, and if that fails too,
-//! PID 1 waits: never a kernel panic.
+//! extensions there), so that Shepherd becomes PID 1. A failed activation
+//! is recorded in the ledger and Shepherd still starts; if Shepherd cannot
+//! be exec'd, a shell is, and if that fails too, PID 1 waits: never a
+//! kernel panic.
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
