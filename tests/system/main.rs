@@ -79,6 +79,7 @@ fn boot_to_ready(example: &str, firmware: &str) {
         "seconds_to_ready_line",
         guest.vm["seconds"].as_f64().unwrap_or(0.0),
     );
+    v.saw("boot_attempts", guest.vm["attempts"].as_u64().unwrap_or(0));
     let console = guest.console();
     v.expect(&console, "ready_marker", "ready");
     let (code, report) = guest.query();
