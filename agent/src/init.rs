@@ -89,7 +89,9 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                 platform_impl.as_ref(),
                 fruix_activation::ActivateOptions { host_keys: false },
             );
-            if let Ok(v) = SystemView::load(root, system)
+            // Read once: for the early probes now, for Shepherd below.
+            let view = SystemView::load(root, system);
+            if let Ok(v) = &view
                 && !v.config.probes.is_empty()
             {
                 let agent = std::env::current_exe()
@@ -135,7 +137,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                     "activation failed; starting Shepherd anyway (see /run/fruix/activation.json)",
                 );
             }
-            match SystemView::load(root, system) {
+            match view {
                 Ok(v) => {
                     shepherd_item = v.config.shepherd.clone();
                     env = v.guile_env();
