@@ -185,6 +185,26 @@ pub fn started(herd_status: &str) -> Vec<String> {
     out
 }
 
+/// The services `herd status` (the system's own herd, with `env`) lists
+/// as started.
+fn ask_herd(herd: &str, env: &[(String, String)]) -> Result<Vec<String>, String> {
+    let o = Command::new(herd)
+        .arg("status")
+        .env_clear()
+        .env("PATH", "/usr/bin:/usr/sbin:/bin:/sbin")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| format!("cannot run {herd}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "herd status exited with {}: {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
+    }
+    Ok(started(&String::from_utf8_lossy(&o.stdout)))
+}
+
 /// Checks Shepherd with `pid` (1 in shepherd-pid1 mode, from its pid file
 /// otherwise) and that `required` services are started, asking it on the
 /// first of `sockets` that answers, else with `herd` and `env`.
@@ -202,39 +222,21 @@ pub fn check(
         Some(p) if !alive(p) => reasons.push(format!("shepherd pid {p} is not running")),
         Some(_) => {}
     }
-    if let Some(up) = sockets.iter().find_map(|s| ask_socket(s).ok()) {
-        for r in required {
-            if !up.iter().any(|s| s == r) {
-                reasons.push(format!("shepherd service {r} is not started"));
-            }
-        }
-        return if reasons.is_empty() {
-            Check::ok("shepherd", "running")
-        } else {
-            Check::failed("shepherd", "stopped", reasons)
-        };
-    }
-    let out = Command::new(herd)
-        .arg("status")
-        .env_clear()
-        .env("PATH", "/usr/bin:/usr/sbin:/bin:/sbin")
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let up = started(&String::from_utf8_lossy(&o.stdout));
+    // The socket when one answers, else herd: either way the services
+    // that are up, checked against the required ones in one place.
+    let up = match sockets.iter().find_map(|s| ask_socket(s).ok()) {
+        Some(up) => Ok(up),
+        None => ask_herd(herd, env),
+    };
+    match up {
+        Ok(up) => {
             for r in required {
                 if !up.iter().any(|s| s == r) {
                     reasons.push(format!("shepherd service {r} is not started"));
                 }
             }
         }
-        Ok(o) => reasons.push(format!(
-            "herd status exited with {}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => reasons.push(format!("cannot run {herd}: {e}")),
+        Err(e) => reasons.push(e),
     }
     if reasons.is_empty() {
         Check::ok("shepherd", "running")
