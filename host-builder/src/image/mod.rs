@@ -339,8 +339,16 @@ fn human(bytes: u64) -> String {
 }
 
 /// `FILE@@OFFSET`, mtools' way of naming a partition inside a disk image.
-fn mtools_image(disk: &Path, offset: u64) -> String {
+pub fn mtools_image(disk: &Path, offset: u64) -> String {
     format!("{}@@{offset}", disk.display())
+}
+
+/// An mtools program (`mcopy`, `mtype`, ...) that accepts a FAT of any
+/// geometry, as one inside a disk image has.
+pub fn mtools(prog: &str) -> Command {
+    let mut c = Command::new(prog);
+    c.env("MTOOLS_SKIP_CHECK", "1");
+    c
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -355,9 +363,8 @@ fn write_esp(
     log: &Path,
 ) -> Result<(), BuildError> {
     let fat = |prog: &str| {
-        let mut c = Command::new(prog);
-        c.env("SOURCE_DATE_EPOCH", FAT_EPOCH)
-            .env("MTOOLS_SKIP_CHECK", "1");
+        let mut c = mtools(prog);
+        c.env("SOURCE_DATE_EPOCH", FAT_EPOCH);
         c
     };
     // No volume label: mkfs.vfat stamps its directory entry with the

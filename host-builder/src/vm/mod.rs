@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::build::{BuildError, TempTree};
 use crate::declaration::Firmware;
-use crate::image::{esp_paths, tools};
+use crate::image::{esp_paths, mtools, mtools_image, tools};
 use crate::platform;
 use console::{ConsoleReport, ConsoleWatch};
 
@@ -193,12 +193,7 @@ fn direct_boot_files(
     log: &Path,
 ) -> Result<(PathBuf, PathBuf, String), BuildError> {
     let offset = esp_offset(image, log)?;
-    let img = format!("{}@@{offset}", image.display());
-    let mtools = |prog: &str| {
-        let mut c = Command::new(prog);
-        c.env("MTOOLS_SKIP_CHECK", "1");
-        c
-    };
+    let img = mtools_image(image, offset);
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
     for (src, dst) in [(esp_paths::KERNEL, &kernel), (esp_paths::INITRD, &initrd)] {
