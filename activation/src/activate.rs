@@ -215,6 +215,9 @@ pub fn activate_with(
         run_step(ledger, root, name, f)
     };
     step(&mut ledger, "directories", &mut || directories(root));
+    if platform.grows_root() {
+        step(&mut ledger, "grow-root", &mut || platform.grow_root(root));
+    }
     step(&mut ledger, "top-level", &mut || {
         top_level_links(root, &runtime)
     });

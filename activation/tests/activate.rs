@@ -18,7 +18,13 @@ use fruix_activation::{ActivationError, GuestRoot, StepStatus, activate};
 struct FakeOs {
     keygen_calls: Cell<u32>,
     fail_keys: bool,
+    /// Stands for FreeBSD, whose images' root grows at first boot: the
+    /// outcome of each growth, in turn.
+    grow: Option<Cell<Vec<GrowOutcome>>>,
 }
+
+/// What one growth of the root gives: its changes, or a tool's message.
+type GrowOutcome = Result<Vec<String>, String>;
 
 impl Platform for FakeOs {
     fn write_accounts(
@@ -54,6 +60,21 @@ impl Platform for FakeOs {
             None,
         )?;
         Ok(())
+    }
+
+    fn grows_root(&self) -> bool {
+        self.grow.is_some()
+    }
+
+    fn grow_root(&self, _: &GuestRoot) -> Result<Vec<String>, ActivationError> {
+        let outcomes = self.grow.as_ref().unwrap();
+        let mut v = outcomes.take();
+        let next = v.remove(0);
+        outcomes.set(v);
+        next.map_err(|message| ActivationError::Tool {
+            tool: "growfs".into(),
+            message,
+        })
     }
 }
 
@@ -368,6 +389,48 @@ fn a_failed_step_is_recorded_and_a_rerun_completes() {
     assert!(again.ok());
     assert_eq!(link(t.path(), "/run/current-system"), sys);
     assert!(t.path().join("etc/ssh/ssh_host_ed25519_key").exists());
+}
+
+#[test]
+fn a_platform_whose_root_grows_gets_a_grow_root_step_after_directories() {
+    let t = tempfile::tempdir().unwrap();
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    let os = FakeOs {
+        grow: Some(Cell::new(vec![
+            Err("operation not permitted".into()),
+            Ok(vec!["grew / to its partition (growfs)".into()]),
+            Ok(Vec::new()),
+        ])),
+        ..FakeOs::default()
+    };
+    let root = GuestRoot::new(t.path());
+    let names = |l: &fruix_activation::Ledger| -> Vec<String> {
+        l.steps.iter().map(|s| s.step.clone()).collect()
+    };
+    let first = activate(&root, &sys, &os);
+    assert_eq!(
+        names(&first)[..3],
+        ["directories", "grow-root", "top-level"]
+    );
+    let grow = &first.steps[1];
+    assert_eq!(grow.status, StepStatus::Failed);
+    assert_eq!(
+        grow.error.as_deref(),
+        Some("growfs failed: operation not permitted")
+    );
+    assert_eq!(first.generation, Some(1), "a root left small stops nothing");
+    let second = activate(&root, &sys, &os);
+    assert_eq!(second.steps[1].status, StepStatus::Changed);
+    assert_eq!(
+        second.steps[1].changes,
+        ["grew / to its partition (growfs)"]
+    );
+    let third = activate(&root, &sys, &os);
+    assert_eq!(third.steps[1].status, StepStatus::Unchanged);
+    // A platform whose images' root fills its partition has no such step.
+    let plain = activate(&root, &sys, &FakeOs::default());
+    assert!(!names(&plain).iter().any(|n| n == "grow-root"));
 }
 
 #[test]

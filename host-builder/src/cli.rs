@@ -77,7 +77,8 @@ pub struct VmArgs {
     /// Output directory when building a declaration.
     #[arg(long, value_name = "OUT")]
     pub out: Option<PathBuf>,
-    /// The fruix-agent binary, when building [default: next to this fruix].
+    /// The fruix-agent binary, when building, built for the declared os
+    /// [default: next to this fruix].
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
     /// Where downloaded .debs are kept, when building.
@@ -150,7 +151,8 @@ pub struct BuildArgs {
     /// The output directory; the store root is OUT/frx.
     #[arg(long, value_name = "OUT")]
     pub out: PathBuf,
-    /// The fruix-agent binary [default: next to this fruix].
+    /// The fruix-agent binary, built for the declared os [default: next
+    /// to this fruix].
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
     /// Where downloaded .debs are kept [default: $FRUIX_CACHE_DIR, else

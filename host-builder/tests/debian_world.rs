@@ -9,11 +9,15 @@
 //! Debian's archive. They fail with the reason when either is missing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+use common::fruix;
 
 const WORLD: &str = r#"host-name = "debtest"
 init = "shepherd-pid1"
@@ -64,13 +68,6 @@ fn repo() -> PathBuf {
         .parent()
         .unwrap()
         .to_owned()
-}
-
-fn fruix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fruix"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 struct Built {

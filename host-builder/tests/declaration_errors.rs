@@ -105,7 +105,7 @@ case!(
     unknown_top_level_key,
     "init = ",
     "colour = \"red\"\ninit = ",
-    "FILE:2:1: unknown field `colour`, expected one of `host-name`, `init`, `kernel`, `bootloader`, `base-packages`, `packages`, `services`, `groups`, `users`, `setuid-programs`, `agent`, `image`"
+    "FILE:2:1: unknown field `colour`, expected one of `host-name`, `os`, `init`, `kernel`, `bootloader`, `base-packages`, `packages`, `services`, `groups`, `users`, `setuid-programs`, `agent`, `image`"
 );
 case!(
     unknown_package_key,
@@ -136,6 +136,12 @@ case!(
     "init = \"shepherd-pid1\"",
     "init = \"systemd\"",
     "FILE:2:8: unknown variant `systemd`, expected `shepherd-pid1` or `rc-shepherd`"
+);
+case!(
+    unknown_os,
+    "init = \"shepherd-pid1\"",
+    "os = \"plan9\"\ninit = \"shepherd-pid1\"",
+    "FILE:2:6: unknown variant `plan9`, expected `linux` or `freebsd`"
 );
 case!(
     missing_kernel,

@@ -2,6 +2,8 @@
 //! status, one-line errors, and what a killed import leaves.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -10,12 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn fruix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fruix"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::fruix;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

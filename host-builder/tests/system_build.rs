@@ -2,17 +2,14 @@
 //! the system item, no-change rebuilds and what a changed input rebuilds.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fruix(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fruix"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::fruix;
 
 fn write(p: &Path, text: &str) {
     fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -27,6 +27,21 @@ pub trait Platform {
 
     /// Makes the SSH host key of `key_type` (`ed25519`, `ecdsa`).
     fn generate_host_key(&self, root: &GuestRoot, key_type: &str) -> Result<(), ActivationError>;
+
+    /// Whether this system's images have a root file system smaller than
+    /// its partition, which [`Platform::grow_root`] grows at first boot:
+    /// FreeBSD's (makefs writes every byte of the size it is given, so the
+    /// image builder sizes it to its content). Linux images' ext4 already
+    /// fills its partition, and their ledger has no such step.
+    fn grows_root(&self) -> bool {
+        false
+    }
+
+    /// Grows the running system's root file system to its partition, once.
+    /// Returns what changed.
+    fn grow_root(&self, _root: &GuestRoot) -> Result<Vec<String>, ActivationError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The platform this binary was built for.

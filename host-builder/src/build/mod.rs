@@ -13,15 +13,16 @@ pub mod materialize;
 pub mod progress;
 pub mod realize;
 pub mod system;
+pub mod target;
 
 use std::fs;
-use std::io;
+use std::io::{self, Read as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fruix_store::{ImportError, ImportOptions, ItemName, StoreRoot};
 
-use crate::declaration::Loaded;
+use crate::declaration::{Loaded, Os};
 use cache::Records;
 use progress::Progress;
 use realize::{Context, Origin, Realized};
@@ -182,6 +183,42 @@ pub fn build_system(
     })
 }
 
+/// Refuses an agent built for another system than the declared one (a
+/// Linux `fruix-agent` in a FreeBSD system would not start): an ELF file's
+/// OS/ABI byte says which. Anything that is not ELF (a script) is taken
+/// as it is.
+fn check_agent_os(binary: &Path, os: Os) -> Result<(), BuildError> {
+    let mut head = [0u8; 8];
+    let n = fs::File::open(binary)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| BuildError::Io(binary.to_owned(), e))?;
+    if n < 8 || &head[..4] != b"\x7fELF" {
+        return Ok(());
+    }
+    // EI_OSABI: 0 (System V) and 3 (GNU) are what Linux linkers write;
+    // FreeBSD's write 9.
+    let built_for = match head[7] {
+        0 | 3 => Os::Linux,
+        9 => Os::Freebsd,
+        other => {
+            return Err(BuildError::Input(format!(
+                "{}: the agent is an ELF file for OS/ABI {other}, neither Linux nor FreeBSD",
+                binary.display()
+            )));
+        }
+    };
+    if built_for != os {
+        return Err(BuildError::Input(format!(
+            "{}: the agent is built for {}, the declaration's os is {}: pass --agent with a fruix-agent built for {}",
+            binary.display(),
+            built_for.as_str(),
+            os.as_str(),
+            os.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// The agent binary as an item of its own, `fruix-agent-VERSION`, holding
 /// `bin/fruix-agent`.
 fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError> {
@@ -192,6 +229,7 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
             binary.display()
         )));
     }
+    check_agent_os(binary, *cx.loaded.decl.os.get_ref())?;
     let package = format!("fruix-agent-{}", env!("CARGO_PKG_VERSION"));
     let fp = fingerprint::tree(binary).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
     let key = Records::key(&format!(

@@ -62,12 +62,40 @@ impl fmt::Display for InitMode {
     }
 }
 
+/// The operating system a declaration describes: what its kernel boots
+/// from, how its root file system is written and what its generated files
+/// say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Os {
+    /// A Linux guest (Debian's packages on the machines that test Fruix):
+    /// ext4 root, systemd-boot or direct kernel boot, sysvinit in rc mode.
+    #[default]
+    Linux,
+    /// FreeBSD: UFS2 root made by `makefs`, `loader.efi` and a
+    /// `loader.conf` naming the system, rc.d in rc mode.
+    Freebsd,
+}
+
+impl Os {
+    /// The word used in declarations.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+            Os::Freebsd => "freebsd",
+        }
+    }
+}
+
 /// A whole declaration.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Declaration {
     /// The guest's host name.
     pub host_name: Spanned<String>,
+    /// The operating system (default `linux`).
+    #[serde(default = "default_os")]
+    pub os: Spanned<Os>,
     /// The boot mode.
     pub init: InitMode,
     /// The package holding the kernel (Fruix's `#:kernel`).
@@ -183,6 +211,10 @@ pub struct Sshd {
     /// Files holding more such keys, relative to the declaration.
     #[serde(default)]
     pub root_authorized_keys_files: Vec<Spanned<PathBuf>>,
+}
+
+fn default_os() -> Spanned<Os> {
+    Spanned::new(0..0, Os::Linux)
 }
 
 fn default_ssh_port() -> Spanned<i64> {

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use toml::Spanned;
 
-use super::{BUILTIN_CHECKS, DeclError, Declaration, Loaded, Locator, Package, Source, parse_size};
+use super::{
+    BUILTIN_CHECKS, DeclError, Declaration, Firmware, Loaded, Locator, Os, Package, Source,
+    parse_size,
+};
 
 /// Rule sets the prefix materializer knows.
 pub const MATERIALIZE_RULES: &[&str] = &["guile", "guile-extra", "shepherd"];
@@ -282,6 +285,15 @@ pub(super) fn check(at: &Locator<'_>, decl: Declaration) -> Result<Loaded, DeclE
                 img.root_size.get_ref(),
                 img.capacity.get_ref()
             ),
+        ));
+    }
+    // QEMU can load a Linux kernel itself, not a FreeBSD one: FreeBSD's
+    // kernel is started by its loader, which UEFI firmware starts.
+    if *decl.os.get_ref() == Os::Freebsd && img.firmware == Firmware::Direct {
+        return Err(err(
+            &decl.os.span(),
+            "`os`: a FreeBSD system boots through loader.efi: set `image.firmware = \"uefi\"`"
+                .to_owned(),
         ));
     }
     if img.formats.is_empty() {

@@ -40,12 +40,13 @@ impl Layout {
         })
     }
 
-    /// The `sfdisk` script of the partition table.
-    pub fn sfdisk_script(&self, ids: &Ids) -> String {
+    /// The `sfdisk` script of the partition table; `root_type` is the root
+    /// partition's type (an `sfdisk` alias or a GUID).
+    pub fn sfdisk_script(&self, ids: &Ids, root_type: &str) -> String {
         format!(
             "label: gpt\nlabel-id: {disk}\nunit: sectors\nfirst-lba: 2048\n\
              start={esp_start}, size={esp_size}, type=uefi, uuid={esp}, name=\"EFI system\"\n\
-             start={root_start}, size={root_size}, type=linux, uuid={root}, name=\"fruix-root\"\n",
+             start={root_start}, size={root_size}, type={root_type}, uuid={root}, name=\"fruix-root\"\n",
             disk = ids.disk,
             esp = ids.esp_part,
             root = ids.root_part,
@@ -147,7 +148,7 @@ mod tests {
     #[test]
     fn sfdisk_script_places_both_partitions() {
         let l = Layout::new(12 << 30, 10 << 30).unwrap();
-        let s = l.sfdisk_script(&Ids::new("00"));
+        let s = l.sfdisk_script(&Ids::new("00"), "linux");
         assert!(s.contains("start=2048, size=131072, type=uefi"), "{s}");
         assert!(s.contains("start=133120, size=20971520, type=linux"), "{s}");
     }

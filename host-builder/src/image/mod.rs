@@ -11,14 +11,20 @@
 //!    inode the same times (mke2fs 1.47.0 copies the tree's change times);
 //! 4. qcow2 and VHD converted from the raw disk by `qemu-img`.
 //!
+//! A FreeBSD declaration gets `loader.efi` on the ESP and a UFS2 root made
+//! by `makefs`, with a `/boot/loader.conf` naming the system
+//! (`freebsd.rs`, `ufs.rs`).
+//!
 //! Everything that would differ between two builds comes from the system
 //! digest (GUIDs, the file-system UUID and hash seed, the FAT volume id)
 //! or is a fixed time, so two builds give byte-identical images. Images
 //! are written under temporary names and renamed when all are done.
 
+pub mod freebsd;
 pub mod layout;
 pub mod tools;
 pub mod tree;
+pub mod ufs;
 pub mod vhd;
 
 use std::collections::BTreeSet;
@@ -27,12 +33,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fruix_activation::config::SystemConfig;
-use fruix_store::StoreRoot;
+use fruix_store::{ItemName, StoreRoot};
 
 use crate::build::progress::Progress;
 use crate::build::system::ROOT_LABEL;
+use crate::build::target::GenFile;
 use crate::build::{BuildError, BuildOutcome, TempTree};
-use crate::declaration::{ImageFormat, InitMode, Loaded};
+use crate::declaration::{ImageFormat, InitMode, Loaded, Os};
 use layout::{ESP_SIZE, Ids, Layout};
 
 /// The time ESP entries carry (FAT cannot tell times before 1980).
@@ -66,7 +73,8 @@ pub struct ImageOutcome {
     pub system: String,
     /// The images.
     pub images: Vec<ImageFile>,
-    /// The kernel command line of the loader entry.
+    /// The boot line: the loader entry's kernel command line (Linux), or
+    /// loader.conf's variables as `kenv` shows them (FreeBSD).
     pub cmdline: String,
     /// Disk size in bytes.
     pub disk_size: u64,
@@ -149,23 +157,27 @@ pub fn build_image(
     let ids = Ids::new(&digest);
     let cfg = SystemConfig::load(&built.system_path)
         .map_err(|e| BuildError::Input(format!("system item: {e}")))?;
-    let cmdline = kernel_cmdline(built.system.as_str(), &digest, d.init, &cfg.agent);
     let by_role = |role: &str| {
         built
             .closure
             .iter()
             .find(|c| c.roles.contains(&role))
-            .map(|c| root.item_path(&c.item))
+            .map(|c| (&c.item, root.item_path(&c.item)))
             .ok_or_else(|| BuildError::Internal(format!("no {role} item in the closure")))
     };
-    let (kernel, initrd) = kernel_files(&by_role("kernel")?)?;
-    let efi = by_role("bootloader")?.join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
-    if !efi.is_file() {
-        return Err(BuildError::Input(format!(
-            "{}: the boot-loader item has no systemd-boot (install systemd-boot-efi in its source)",
-            efi.display()
-        )));
-    }
+    let (kernel_item, bootloader_item) = (by_role("kernel")?, by_role("bootloader")?);
+    let os = *d.os.get_ref();
+    let BootPlan {
+        esp,
+        extra,
+        root_type,
+        cmdline,
+    } = boot_plan(
+        loaded,
+        (built.system.as_str(), &digest, &cfg.agent),
+        (kernel_item.0, &kernel_item.1),
+        (bootloader_item.0, &bootloader_item.1),
+    )?;
 
     let host = d.host_name.get_ref();
     let tmp = |ext: &str| {
@@ -190,12 +202,17 @@ pub fn build_image(
         Command::new("sfdisk")
             .args(["--quiet", "--no-reread", "--no-tell-kernel"])
             .arg(&raw_tmp),
-        Some(&layout.sfdisk_script(&ids)),
+        Some(&layout.sfdisk_script(&ids, root_type)),
         &log,
     )?;
 
-    progress
-        .line("image: EFI system partition (mkfs.vfat, mtools) and root file system (mke2fs -d)");
+    progress.line(&format!(
+        "image: EFI system partition (mkfs.vfat, mtools) and root file system ({})",
+        match os {
+            Os::Linux => "mke2fs -d",
+            Os::Freebsd => "makefs -t ffs",
+        }
+    ));
     let work = state.join("work");
     let esp_log = state.join("logs/image-esp.log");
     let _ = fs::remove_file(&esp_log);
@@ -204,18 +221,7 @@ pub fn build_image(
     // The two partitions are disjoint byte ranges of the disk: made at the
     // same time.
     std::thread::scope(|s| {
-        let esp = s.spawn(|| {
-            write_esp(
-                &raw_tmp,
-                &layout,
-                &ids,
-                &cmdline,
-                host,
-                (&kernel, &initrd, &efi),
-                &state,
-                &esp_log,
-            )
-        });
+        let esp = s.spawn(|| write_esp(&raw_tmp, &layout, &ids, &esp, &state, &esp_log));
         let root_fs = (|| {
             let tree = staged_tree(
                 &state,
@@ -226,9 +232,16 @@ pub fn build_image(
                     system: &built.system,
                     runtime: &cfg.runtime,
                     init: d.init,
+                    os,
+                    extra: &extra,
                 },
             )?;
-            write_root(&raw_tmp, &layout, &ids, &tree, &log)
+            match os {
+                Os::Linux => write_root(&raw_tmp, &layout, &ids, &tree, &log),
+                Os::Freebsd => {
+                    freebsd::write_root(&loaded.file, &raw_tmp, &layout, &tree, &work, &log)
+                }
+            }
         })();
         let esp = esp
             .join()
@@ -283,6 +296,86 @@ pub fn build_image(
         cmdline,
         disk_size: layout.disk_size,
     })
+}
+
+/// What a system boots from: the ESP's content, the root's extra files,
+/// the root partition's type, and the boot line the image reports.
+struct BootPlan {
+    esp: EspContent,
+    extra: Vec<GenFile>,
+    root_type: &'static str,
+    cmdline: String,
+}
+
+/// The boot plan of the declared system: systemd-boot with a loader
+/// entry for Linux, FreeBSD's loader and `/boot` for FreeBSD.
+fn boot_plan(
+    loaded: &Loaded,
+    (system, digest, agent): (&str, &str, &str),
+    kernel: (&ItemName, &Path),
+    bootloader: (&ItemName, &Path),
+) -> Result<BootPlan, BuildError> {
+    let d = &loaded.decl;
+    match *d.os.get_ref() {
+        Os::Linux => {
+            let cmdline = kernel_cmdline(system, digest, d.init, agent);
+            let (kernel, initrd) = kernel_files(kernel.1)?;
+            let efi = bootloader
+                .1
+                .join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+            if !efi.is_file() {
+                return Err(BuildError::Input(format!(
+                    "{}: the boot-loader item has no systemd-boot (install systemd-boot-efi in its source)",
+                    efi.display()
+                )));
+            }
+            let entry = format!(
+                "title Fruix ({})\nlinux /EFI/fruix/vmlinuz\ninitrd /EFI/fruix/initrd.img\noptions {cmdline}\n",
+                d.host_name.get_ref()
+            );
+            Ok(BootPlan {
+                esp: EspContent {
+                    dirs: &[
+                        "::/EFI",
+                        "::/EFI/BOOT",
+                        "::/EFI/fruix",
+                        "::/loader",
+                        "::/loader/entries",
+                    ],
+                    files: vec![
+                        (efi, "::/EFI/BOOT/BOOTX64.EFI"),
+                        (kernel, esp_paths::KERNEL),
+                        (initrd, esp_paths::INITRD),
+                    ],
+                    texts: vec![
+                        (
+                            "::/loader/loader.conf",
+                            "default fruix.conf\ntimeout 0\n".into(),
+                        ),
+                        (esp_paths::ENTRY, entry),
+                    ],
+                },
+                extra: Vec::new(),
+                root_type: "linux",
+                cmdline,
+            })
+        }
+        Os::Freebsd => {
+            let conf = freebsd::loader_conf(system, digest, d.init, agent);
+            let cmdline = freebsd::boot_words(&conf);
+            let boot = freebsd::boot(kernel, bootloader, conf)?;
+            Ok(BootPlan {
+                esp: EspContent {
+                    dirs: &["::/EFI", "::/EFI/BOOT"],
+                    files: vec![(boot.loader_efi, "::/EFI/BOOT/BOOTX64.EFI")],
+                    texts: Vec::new(),
+                },
+                extra: boot.extra,
+                root_type: freebsd::UFS_PARTITION_TYPE,
+                cmdline,
+            })
+        }
+    }
 }
 
 /// The staged root tree of a system, kept in `OUT/.fruix-build/image-root/`
@@ -351,14 +444,21 @@ pub fn mtools(prog: &str) -> Command {
     c
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the EFI system partition holds.
+struct EspContent {
+    /// Directories to make, parents first.
+    dirs: &'static [&'static str],
+    /// Files copied from the store, with their ESP paths.
+    files: Vec<(PathBuf, &'static str)>,
+    /// Generated files: ESP path and text.
+    texts: Vec<(&'static str, String)>,
+}
+
 fn write_esp(
     disk: &Path,
     layout: &Layout,
     ids: &Ids,
-    cmdline: &str,
-    host: &str,
-    (kernel, initrd, efi): (&Path, &Path, &Path),
+    content: &EspContent,
     state: &Path,
     log: &Path,
 ) -> Result<(), BuildError> {
@@ -381,36 +481,15 @@ fn write_esp(
         log,
     )?;
     let img = mtools_image(disk, layout.esp_offset);
-    tools::run(
-        fat("mmd").args(["-i", &img]).args([
-            "::/EFI",
-            "::/EFI/BOOT",
-            "::/EFI/fruix",
-            "::/loader",
-            "::/loader/entries",
-        ]),
-        None,
-        log,
-    )?;
-    let files = TempTree::new(&state.join("work"), "esp")?;
-    let loader_conf = files.path().join("loader.conf");
-    let entry = files.path().join("fruix.conf");
-    let write =
-        |p: &Path, text: String| fs::write(p, text).map_err(|e| BuildError::Io(p.to_owned(), e));
-    write(&loader_conf, "default fruix.conf\ntimeout 0\n".into())?;
-    write(
-        &entry,
-        format!(
-            "title Fruix ({host})\nlinux /EFI/fruix/vmlinuz\ninitrd /EFI/fruix/initrd.img\noptions {cmdline}\n"
-        ),
-    )?;
-    for (src, dst) in [
-        (efi, "::/EFI/BOOT/BOOTX64.EFI"),
-        (kernel, esp_paths::KERNEL),
-        (initrd, esp_paths::INITRD),
-        (loader_conf.as_path(), "::/loader/loader.conf"),
-        (entry.as_path(), esp_paths::ENTRY),
-    ] {
+    tools::run(fat("mmd").args(["-i", &img]).args(content.dirs), None, log)?;
+    let generated = TempTree::new(&state.join("work"), "esp")?;
+    let mut copies: Vec<(PathBuf, &str)> = content.files.clone();
+    for (i, (dst, text)) in content.texts.iter().enumerate() {
+        let p = generated.path().join(i.to_string());
+        fs::write(&p, text).map_err(|e| BuildError::Io(p.clone(), e))?;
+        copies.push((p, dst));
+    }
+    for (src, dst) in copies {
         tools::run(
             fat("mcopy").args(["-o", "-i", &img]).arg(src).arg(dst),
             None,

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 
 use crate::build::BuildError;
 
-/// Runs `cmd` (with `input` on its stdin, if any), appending its output to
-/// `log`. Returns its stdout.
+/// Runs `cmd` (with `input` on its stdin, if any), appending its output
+/// and how long it took to `log`. Returns its stdout.
 pub fn run(cmd: &mut Command, input: Option<&str>, log: &Path) -> Result<String, BuildError> {
     let tool = cmd.get_program().to_string_lossy().into_owned();
     let line = format!(
@@ -26,6 +26,7 @@ pub fn run(cmd: &mut Command, input: Option<&str>, log: &Path) -> Result<String,
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
+    let started = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|e| {
         BuildError::Input(format!(
             "cannot run {tool}: {e} (scripts/setup installs the image tools)"
@@ -45,7 +46,8 @@ pub fn run(cmd: &mut Command, input: Option<&str>, log: &Path) -> Result<String,
         let _ = fs::create_dir_all(parent);
     }
     if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
-        let _ = write!(f, "{line}{stdout}{stderr}");
+        let secs = started.elapsed().as_secs_f64();
+        let _ = writeln!(f, "{line}{stdout}{stderr}# {tool}: {secs:.3} s");
     }
     if !out.status.success() {
         let tail: Vec<&str> = stderr

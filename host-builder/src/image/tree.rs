@@ -12,11 +12,12 @@ use fruix_activation::{ActivateOptions, GuestRoot};
 use fruix_store::{ItemName, StoreRoot};
 
 use crate::build::BuildError;
-use crate::declaration::InitMode;
+use crate::build::target::GenFile;
+use crate::declaration::{InitMode, Os};
 
 /// The version of what [`stage`] makes; a change to it must bump this, so
 /// that trees staged by an older `fruix` are not reused.
-pub const STAGE_VERSION: u32 = 1;
+pub const STAGE_VERSION: u32 = 2;
 
 /// The time every file of an image carries: the store's own (1 second
 /// past the epoch, what imports normalize to).
@@ -55,6 +56,10 @@ pub struct StageInput<'a> {
     pub runtime: &'a str,
     /// The boot mode.
     pub init: InitMode,
+    /// The operating system.
+    pub os: Os,
+    /// Files and links beyond the store's, such as FreeBSD's `/boot`.
+    pub extra: &'a [GenFile],
 }
 
 /// Stages the root tree in `dir` (empty).
@@ -97,10 +102,15 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
     let guest = GuestRoot::new(dir);
     let runtime = format!("/frx/store/{}", input.runtime);
     let system = format!("/frx/store/{}", input.system);
-    match input.init {
+    for f in input.extra {
+        f.write_into(dir)?;
+    }
+    match (input.os, input.init) {
         // `fruix-agent init` activates at boot; the initramfs only needs
-        // the top-level links to find it. `/etc` stays empty.
-        InitMode::ShepherdPid1 => {
+        // the top-level links to find it. `/etc` stays empty. So does
+        // FreeBSD's in rc mode: its accounts need FreeBSD's pwd_mkdb, so
+        // the loader's init_script activates before /etc/rc.
+        (_, InitMode::ShepherdPid1) | (Os::Freebsd, InitMode::RcShepherd) => {
             fruix_activation::top_level_links(&guest, &runtime)
                 .map_err(|e| BuildError::Input(format!("image: top-level links: {e}")))?;
         }
@@ -108,7 +118,7 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
         // script can activate anything: the image carries the first
         // activation, and the boot's fruix-activate completes it (host
         // keys are made there, so that no two guests share them).
-        InitMode::RcShepherd => {
+        (Os::Linux, InitMode::RcShepherd) => {
             let platform = fruix_activation::platform::native();
             let ledger = fruix_activation::activate_with(
                 &guest,

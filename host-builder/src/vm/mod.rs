@@ -194,6 +194,22 @@ fn direct_boot_files(
 ) -> Result<(PathBuf, PathBuf, String), BuildError> {
     let offset = esp_offset(image, log)?;
     let img = mtools_image(image, offset);
+    // The loader entry first: a FreeBSD image has none (its loader reads
+    // loader.conf from the root), and QEMU cannot load its kernel.
+    let entry = tools::run(
+        mtools("mtype").args(["-i", &img, esp_paths::ENTRY]),
+        None,
+        log,
+    )
+    .map_err(|e| match e {
+        // mtype ran and found no entry; any other error (mtools missing)
+        // is itself.
+        BuildError::Tool { .. } => BuildError::Input(format!(
+            "{}: no Linux loader entry on its EFI system partition: direct boot is for Linux images, boot this one with --firmware uefi",
+            image.display()
+        )),
+        other => other,
+    })?;
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
     for (src, dst) in [(esp_paths::KERNEL, &kernel), (esp_paths::INITRD, &initrd)] {
@@ -203,11 +219,6 @@ fn direct_boot_files(
             log,
         )?;
     }
-    let entry = tools::run(
-        mtools("mtype").args(["-i", &img, esp_paths::ENTRY]),
-        None,
-        log,
-    )?;
     let cmdline = entry
         .lines()
         .find_map(|l| l.strip_prefix("options "))

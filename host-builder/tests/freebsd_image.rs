@@ -1,0 +1,457 @@
+//! `fruix system image` of a FreeBSD declaration: GPT with `loader.efi` on
+//! the ESP and a UFS2 root written by `makefs -t ffs`, whose `/boot`
+//! holds a `loader.conf` naming the system. No FreeBSD binary can be had
+//! here, so the packages are small trees laid out as FreeBSD's
+//! distribution sets are (`boot/kernel/kernel`, `boot/loader.efi`, ...);
+//! what is tested is the image writer, which only copies them. The root is
+//! read back with the UFS2 reader in `ufs2/`.
+#![allow(clippy::unwrap_used)]
+
+mod ufs2;
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ufs2::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Ufs};
+
+use common::fruix;
+
+fn write(p: &Path, bytes: &[u8], mode: u32) {
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, bytes).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Bytes that differ from block to block, so that a misplaced block shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[3] ^ seed)
+        .collect()
+}
+
+/// A FreeBSD-shaped world and a declaration cut from it.
+fn setup(dir: &Path, init: &str, firmware: &str) -> PathBuf {
+    let w = dir.join("world");
+    // Larger than 12 blocks of 32 KiB: read back through an indirect block.
+    write(&w.join("boot/kernel/kernel"), &pattern(1_300_000, 7), 0o555);
+    write(&w.join("boot/kernel/virtio_blk.ko"), b"module", 0o444);
+    write(&w.join("boot/loader.efi"), &pattern(70_000, 9), 0o444);
+    write(&w.join("boot/lua/loader.lua"), b"-- loader\n", 0o444);
+    write(
+        &w.join("boot/defaults/loader.conf"),
+        b"kernel=\"kernel\"\n",
+        0o444,
+    );
+    write(
+        &w.join("boot/device.hints"),
+        b"hint.uart.0.at=\"isa\"\n",
+        0o444,
+    );
+    write(&w.join("bin/sh"), b"#!/bin/sh\n", 0o555);
+    write(&w.join("sbin/init"), b"init", 0o555);
+    write(&w.join("usr/bin/true"), b"true", 0o555);
+    write(&w.join("usr/include/stdio.h"), b"int printf();", 0o444);
+    write(&w.join("etc/rc"), b"#!/bin/sh\n", 0o444);
+    write(&dir.join("agent"), b"#!/bin/sh\necho agent\n", 0o555);
+    let decl = dir.join("freebsd.toml");
+    write(
+        &decl,
+        format!(
+            r#"host-name = "fruix-bsd"
+os = "freebsd"
+init = "{init}"
+kernel = "freebsd-kernel"
+bootloader = "freebsd-boot"
+base-packages = ["freebsd-runtime"]
+
+[packages.freebsd-world]
+version = "14.3"
+source = {{ type = "dir", path = "world" }}
+
+[packages.freebsd-kernel]
+version = "14.3"
+from = "freebsd-world"
+keep = ["boot/kernel"]
+
+[packages.freebsd-boot]
+version = "14.3"
+from = "freebsd-world"
+keep = ["boot/loader.efi", "boot/lua", "boot/defaults", "boot/device.hints"]
+
+[packages.freebsd-runtime]
+version = "14.3"
+from = "freebsd-world"
+prune = ["boot", "usr/include"]
+
+[services.sshd]
+port = 22
+
+[image]
+capacity = "192m"
+root-size = "96m"
+firmware = "{firmware}"
+"#
+        )
+        .as_bytes(),
+        0o644,
+    );
+    decl
+}
+
+fn image(decl: &Path, out: &Path, agent: &Path) -> Output {
+    fruix(&[
+        "system",
+        "image",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        agent.to_str().unwrap(),
+        "--json",
+        "--format",
+        "raw",
+    ])
+}
+
+fn image_ok(decl: &Path, out: &Path, agent: &Path) -> serde_json::Value {
+    let o = image(decl, out, agent);
+    assert!(
+        o.status.success(),
+        "image failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The partitions of a raw image, from `sfdisk --json`: (type, start, size)
+/// in bytes.
+fn partitions(raw: &Path) -> Vec<(String, u64, u64, String)> {
+    let o = Command::new("sfdisk")
+        .arg("--json")
+        .arg(raw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["type"].as_str().unwrap().to_owned(),
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+                p["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn read_range(p: &Path, start: u64, len: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(p).unwrap();
+    let mut b = vec![0u8; len as usize];
+    f.read_exact_at(&mut b, start).unwrap();
+    b
+}
+
+#[test]
+fn freebsd_image_has_loader_efi_and_a_ufs2_root_naming_the_system() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    let out = t.path().join("out");
+    let v = image_ok(&decl, &out, &t.path().join("agent"));
+    let system = v["system"].as_str().unwrap().to_owned();
+    let raw = PathBuf::from(v["images"][0]["path"].as_str().unwrap());
+    let cmdline = v["cmdline"].as_str().unwrap();
+    assert!(
+        cmdline.contains(&format!("fruix.system=/frx/store/{system}")),
+        "{cmdline}"
+    );
+    let store = out.join("frx/store");
+    let item = |suffix: &str| {
+        fs::read_dir(&store)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .find(|n| n.ends_with(suffix))
+            .unwrap()
+    };
+    let (kernel_item, boot_item, runtime_item, agent_item) = (
+        item("-freebsd-kernel-14.3"),
+        item("-freebsd-boot-14.3"),
+        item("-freebsd-runtime-14.3"),
+        item("-fruix-agent-0.1.0"),
+    );
+
+    let parts = partitions(&raw);
+    assert_eq!(parts.len(), 2, "{parts:?}");
+    assert_eq!(parts[0].0, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B");
+    assert_eq!(
+        parts[1].0, "516E7CB6-6ECF-11D6-8FF8-00022D09712B",
+        "freebsd-ufs"
+    );
+    assert_eq!(parts[1].3, "fruix-root", "the GPT label loader.conf names");
+    assert_eq!(parts[1].2, 96 << 20);
+
+    // The ESP: FreeBSD's loader as the fallback loader, nothing of Linux.
+    let esp = format!("{}@@{}", raw.display(), parts[0].1);
+    let got = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &esp, "::/EFI/BOOT/BOOTX64.EFI"])
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(got.stdout, pattern(70_000, 9));
+    let entry = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &esp, "::/loader/entries/fruix.conf"])
+        .output()
+        .unwrap();
+    assert!(
+        !entry.status.success(),
+        "a FreeBSD ESP has no systemd-boot entry"
+    );
+
+    // The root, read back.
+    let bytes = read_range(&raw, parts[1].1, parts[1].2);
+    let fs = Ufs::new(&bytes).unwrap();
+    let ino = |p: &str| {
+        fs.lookup(p)
+            .unwrap_or_else(|| panic!("{p} is not in the root"))
+    };
+
+    let conf = String::from_utf8(fs.read(ino("/boot/loader.conf"))).unwrap();
+    let digest = system.split('-').next().unwrap();
+    for line in [
+        format!("fruix.system=\"/frx/store/{system}\""),
+        format!("fruix.digest=\"{digest}\""),
+        format!("init_path=\"/frx/store/{agent_item}/bin/fruix-agent\""),
+        "vfs.root.mountfrom=\"ufs:/dev/gpt/fruix-root\"".into(),
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} not in:\n{conf}");
+    }
+    assert_eq!(fs.mode(ino("/boot/kernel")) & S_IFMT, S_IFLNK);
+    assert_eq!(
+        fs.readlink(ino("/boot/kernel")),
+        format!("/frx/store/{kernel_item}/boot/kernel")
+    );
+    assert_eq!(
+        fs.readlink(ino("/boot/lua")),
+        format!("/frx/store/{boot_item}/boot/lua")
+    );
+    let kernel = ino(&format!("/frx/store/{kernel_item}/boot/kernel/kernel"));
+    assert_eq!(fs.mode(kernel) & S_IFMT, S_IFREG);
+    assert_eq!(fs.read(kernel), pattern(1_300_000, 7), "the kernel's bytes");
+    assert_eq!(fs.mode(kernel) & 0o7777, 0o555);
+    assert_eq!(fs.mtime(kernel), 1, "store times");
+    for p in ["/", "/frx/store", "/boot/loader.conf"] {
+        assert_eq!(
+            fs.times(ino(p)),
+            [1, 1, 1, 1],
+            "{p}: atime, mtime, ctime, birthtime"
+        );
+    }
+    assert_eq!(
+        fs.readlink(ino("/bin")),
+        format!("/frx/store/{runtime_item}/bin"),
+        "top-level links into the runtime"
+    );
+    assert_eq!(fs.mode(ino("/etc")) & S_IFMT, S_IFDIR);
+    assert!(fs.list(ino("/etc")).is_empty(), "activation fills /etc");
+    assert_eq!(fs.mode(ino("/tmp")) & 0o7777, 0o1777);
+    let fstab = String::from_utf8(fs.read(ino(&format!("/frx/store/{system}/etc/fstab")))).unwrap();
+    assert!(fstab.contains("/dev/gpt/fruix-root\t/\tufs"), "{fstab}");
+    let manifest = ino(&format!("/frx/var/db/fruix/manifests/{kernel_item}.mtree"));
+    assert_eq!(
+        fs.read(manifest),
+        fs::read(out.join(format!("frx/var/db/fruix/manifests/{kernel_item}.mtree"))).unwrap()
+    );
+}
+
+#[test]
+fn freebsd_rc_mode_activates_from_the_loaders_init_script() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "rc-shepherd", "uefi");
+    let out = t.path().join("out");
+    let v = image_ok(&decl, &out, &t.path().join("agent"));
+    let system = v["system"].as_str().unwrap().to_owned();
+    let raw = PathBuf::from(v["images"][0]["path"].as_str().unwrap());
+    let parts = partitions(&raw);
+    let bytes = read_range(&raw, parts[1].1, parts[1].2);
+    let fs = Ufs::new(&bytes).unwrap();
+    let conf = String::from_utf8(fs.read(fs.lookup("/boot/loader.conf").unwrap())).unwrap();
+    let script = format!("/frx/store/{system}/libexec/fruix-first-activation");
+    assert!(
+        conf.lines()
+            .any(|l| l == format!("init_script=\"{script}\"")),
+        "{conf}"
+    );
+    assert!(!conf.contains("init_path"), "{conf}");
+    let s = fs.lookup(&script).unwrap();
+    assert_eq!(fs.mode(s) & 0o777, 0o555);
+    assert!(
+        String::from_utf8(fs.read(s))
+            .unwrap()
+            .contains("fruix-agent activate")
+    );
+    for name in ["fruix_activate", "fruix_shepherd", "fruix_agent"] {
+        let rc = fs
+            .lookup(&format!("/frx/store/{system}/etc/rc.d/{name}"))
+            .unwrap();
+        assert!(
+            String::from_utf8(fs.read(rc))
+                .unwrap()
+                .contains(&format!("name={name}"))
+        );
+        let enable = fs
+            .lookup(&format!("/frx/store/{system}/etc/rc.conf.d/{name}"))
+            .unwrap();
+        assert!(
+            String::from_utf8(fs.read(enable))
+                .unwrap()
+                .contains(&format!("{name}_enable=\"YES\""))
+        );
+    }
+    // Not pre-activated: FreeBSD's accounts need its pwd_mkdb.
+    assert!(fs.list(fs.lookup("/etc").unwrap()).is_empty());
+}
+
+#[test]
+fn freebsd_images_are_reproducible() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    let agent = t.path().join("agent");
+    let a = image_ok(&decl, &t.path().join("a"), &agent);
+    // Another second: anything taken from the clock would differ.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b = image_ok(&decl, &t.path().join("b"), &agent);
+    let (ra, rb) = (
+        fs::read(a["images"][0]["path"].as_str().unwrap()).unwrap(),
+        fs::read(b["images"][0]["path"].as_str().unwrap()).unwrap(),
+    );
+    assert_eq!(ra.len(), rb.len());
+    let diff = ra.iter().zip(&rb).position(|(x, y)| x != y);
+    assert_eq!(diff, None, "the two images differ first at byte {diff:?}");
+}
+
+#[test]
+fn a_linux_agent_in_a_freebsd_system_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    let out = t.path().join("out");
+    // A real Linux ELF executable.
+    let o = image(&decl, &out, Path::new("/bin/true"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/bin/true")
+            && err.contains("built for linux")
+            && err.contains("os is freebsd"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        !out.join("fruix-bsd.raw").exists(),
+        "no image after a refused build"
+    );
+}
+
+#[test]
+fn a_freebsd_declaration_with_direct_boot_is_refused_at_its_os_line() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "direct");
+    let o = image(&decl, &t.path().join("out"), &t.path().join("agent"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("freebsd.toml:2:"), "{err}");
+    assert!(err.contains("`os`") && err.contains("uefi"), "{err}");
+}
+
+/// A one-line error with exit 2 naming `names`, and no image left.
+fn refused_with(o: &Output, out: &Path, names: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for n in names {
+        assert!(err.contains(n), "{n} not named in: {err}");
+    }
+    let left: Vec<_> = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("fruix-bsd."))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn a_kernel_or_loader_missing_from_its_package_is_named() {
+    for (missing, named) in [
+        (
+            "boot/kernel/kernel",
+            "freebsd-kernel-14.3/boot/kernel/kernel",
+        ),
+        ("boot/loader.efi", "freebsd-boot-14.3/boot/loader.efi"),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let decl = setup(t.path(), "shepherd-pid1", "uefi");
+        fs::remove_file(t.path().join("world").join(missing)).unwrap();
+        let out = t.path().join("out");
+        let o = image(&decl, &out, &t.path().join("agent"));
+        refused_with(&o, &out, &[named]);
+    }
+}
+
+#[test]
+fn a_root_larger_than_its_partition_is_refused_naming_the_declaration() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    // More than the declared 96m root once makefs adds its tenth free.
+    write(
+        &t.path().join("world/usr/lib/big"),
+        &pattern(100 << 20, 3),
+        0o444,
+    );
+    let out = t.path().join("out");
+    let o = image(&decl, &out, &t.path().join("agent"));
+    refused_with(
+        &o,
+        &out,
+        &[decl.to_str().unwrap(), "`image.root-size` is 96 MiB"],
+    );
+}
+
+#[test]
+fn direct_boot_of_a_freebsd_image_is_refused_before_qemu_starts() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    let out = t.path().join("out");
+    let v = image_ok(&decl, &out, &t.path().join("agent"));
+    let raw = v["images"][0]["path"].as_str().unwrap().to_owned();
+    let o = fruix(&[
+        "system",
+        "vm",
+        &raw,
+        "--firmware",
+        "direct",
+        "--accel",
+        "tcg",
+        "--timeout",
+        "5",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&raw) && err.contains("--firmware uefi"),
+        "{err}"
+    );
+}
