@@ -236,8 +236,6 @@ pub fn write_tree(
     Ok(())
 }
 
-pub use super::target::ROOT_LABEL;
-
 /// `export` lines for the Guile paths that find Shepherd's modules and the
 /// extensions in the store; the agent's `init` sets the same ones.
 fn guile_env(shepherd: &str, extensions: &[String]) -> String {

@@ -36,8 +36,7 @@ use fruix_activation::config::SystemConfig;
 use fruix_store::{ItemName, StoreRoot};
 
 use crate::build::progress::Progress;
-use crate::build::system::ROOT_LABEL;
-use crate::build::target::GenFile;
+use crate::build::target::{GenFile, ROOT_LABEL};
 use crate::build::{BuildError, BuildOutcome, TempTree};
 use crate::declaration::{ImageFormat, InitMode, Loaded, Os};
 use layout::{ESP_SIZE, Ids, Layout};

@@ -3,7 +3,7 @@
 //! fixed, and it is copied into the root partition, holes kept.
 //!
 //! Debian's makefs (20190105) clamps every time to `-T`, but still writes
-//! two things that differ from one run to the next, found by comparing
+//! three things that differ from one run to the next, found by comparing
 //! two runs byte by byte:
 //! - the in-core pointers of the superblock (`fs_contigdirs`, `fs_csp`,
 //!   `fs_maxcluster`, `fs_active`: bytes 824 to 856 of each copy of the
@@ -18,7 +18,7 @@
 //!   in which it ran shows through. Every inode's access, change and
 //!   birth times are set to its modification time, which `-T` fixed.
 //!
-//! No check hash covers either: makefs sets no `FS_METACKHASH` flag.
+//! No check hash covers any of them: makefs sets no `FS_METACKHASH` flag.
 
 use std::fs::File;
 use std::io;
