@@ -1,4 +1,8 @@
-//! Activation errors: lower-case, one line, naming the path.
+//! Activation errors: lower-case, one line, naming the path and what
+//! failed. An underlying error is a `#[source]` and never part of the
+//! message: the binaries print the chain (`{:#}`), so a message that
+//! embedded it would print it twice. The ledger, which has room for one
+//! string, records the chain with `chain`.
 
 use std::io;
 use std::path::PathBuf;
@@ -7,11 +11,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ActivationError {
     /// An I/O error on a guest path (shown as the guest sees it).
-    #[error("{path}: {source}")]
+    #[error("{path}: cannot {action}")]
     Io {
         /// The guest path.
         path: String,
-        /// The underlying error.
+        /// What was being done, as a verb phrase (`create directory`).
+        action: &'static str,
+        /// The underlying error (a source, not part of the message).
         #[source]
         source: io::Error,
     },
@@ -33,16 +39,19 @@ pub enum ActivationError {
     },
 }
 
-/// Attaches a guest path to an I/O error.
+/// Attaches a guest path, and what was being done to it, to an I/O error.
 pub(crate) trait At<T> {
-    fn at(self, guest_path: &str) -> Result<T, ActivationError>;
+    fn at(self, guest_path: &str, action: &'static str) -> Result<T, ActivationError>;
 }
 
 impl<T> At<T> for io::Result<T> {
-    fn at(self, guest_path: &str) -> Result<T, ActivationError> {
+    fn at(self, guest_path: &str, action: &'static str) -> Result<T, ActivationError> {
         self.map_err(|source| ActivationError::Io {
             path: guest_path.to_owned(),
+            action,
             source,
         })
     }
 }
+
+pub(crate) use fruix_system::chain;

@@ -12,13 +12,16 @@ pub mod accounts;
 mod activate;
 pub mod config;
 pub mod error;
+mod ledger;
 pub mod platform;
 pub mod root;
+mod steps;
 
-pub use activate::{
-    ActivateOptions, COMPAT_SHIMS, HOST_KEY_TYPES, LEDGER_PATH, Ledger, SETUID_DIR, StepRecord,
-    StepStatus, activate, activate_with, add_host_keys, remove_compat_shims, switch_generation,
+pub use activate::{ActivateOptions, activate, activate_with, add_host_keys};
+pub use error::ActivationError;
+pub use ledger::{LEDGER_PATH, Ledger, StepRecord, StepStatus};
+pub use root::GuestRoot;
+pub use steps::{
+    COMPAT_SHIMS, HOST_KEY_TYPES, SETUID_DIR, remove_compat_shims, switch_generation,
     top_level_links,
 };
-pub use error::ActivationError;
-pub use root::GuestRoot;

@@ -57,23 +57,26 @@ impl GuestRoot {
             Ok(m) if m.is_dir() && m.permissions().mode() & 0o7777 == mode => Ok(false),
             Ok(m) if m.is_dir() => {
                 if !self.dry_run {
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(guest)?;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                        .at(guest, "set mode")?;
                 }
                 Ok(true)
             }
             Ok(_) => {
                 // Something else stands where a directory must be.
                 if !self.dry_run {
-                    fs::remove_file(&p).at(guest)?;
-                    fs::create_dir_all(&p).at(guest)?;
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(guest)?;
+                    fs::remove_file(&p).at(guest, "remove")?;
+                    fs::create_dir_all(&p).at(guest, "create directory")?;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                        .at(guest, "set mode")?;
                 }
                 Ok(true)
             }
             Err(_) => {
                 if !self.dry_run {
-                    fs::create_dir_all(&p).at(guest)?;
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).at(guest)?;
+                    fs::create_dir_all(&p).at(guest, "create directory")?;
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                        .at(guest, "set mode")?;
                 }
                 Ok(true)
             }
@@ -105,7 +108,7 @@ impl GuestRoot {
             return Ok(true);
         }
         if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).at(guest)?;
+            fs::create_dir_all(parent).at(guest, "create parent directory")?;
         }
         let tmp = tmp_name(&p);
         let result = (|| -> io::Result<()> {
@@ -121,7 +124,7 @@ impl GuestRoot {
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        result.at(guest)?;
+        result.at(guest, "write")?;
         Ok(true)
     }
 
@@ -136,16 +139,16 @@ impl GuestRoot {
             return Ok(true);
         }
         if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).at(guest)?;
+            fs::create_dir_all(parent).at(guest, "create parent directory")?;
         }
         if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
             // A directory cannot be renamed over; it was not ours to keep.
-            fs::remove_dir_all(&p).at(guest)?;
+            fs::remove_dir_all(&p).at(guest, "remove directory")?;
         }
         let tmp = tmp_name(&p);
         let _ = fs::remove_file(&tmp);
-        symlink(target, &tmp).at(guest)?;
-        fs::rename(&tmp, &p).at(guest)?;
+        symlink(target, &tmp).at(guest, "create link")?;
+        fs::rename(&tmp, &p).at(guest, "rename link into place")?;
         Ok(true)
     }
 
@@ -157,9 +160,9 @@ impl GuestRoot {
         };
         if !self.dry_run {
             if m.is_dir() {
-                fruix_store::root::remove_tree(&p).at(guest)?;
+                fruix_store::root::remove_tree(&p).at(guest, "remove")?;
             } else {
-                fs::remove_file(&p).at(guest)?;
+                fs::remove_file(&p).at(guest, "remove")?;
             }
         }
         Ok(true)
@@ -174,12 +177,12 @@ impl GuestRoot {
     ) -> Result<bool, ActivationError> {
         use std::os::unix::fs::MetadataExt;
         let p = self.path(guest);
-        let m = fs::symlink_metadata(&p).at(guest)?;
+        let m = fs::symlink_metadata(&p).at(guest, "read metadata")?;
         if m.uid() == uid && m.gid() == gid {
             return Ok(false);
         }
         if !self.dry_run {
-            own(&p, uid, gid).at(guest)?;
+            own(&p, uid, gid).at(guest, "change owner")?;
         }
         Ok(true)
     }

@@ -221,6 +221,10 @@ fn a_first_activation_makes_the_guest() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root for chown of account files (the root tier: --features root-tests)"
+)]
 fn a_second_activation_changes_nothing() {
     let t = tempfile::tempdir().unwrap();
     let root = GuestRoot::new(t.path());
@@ -320,6 +324,10 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root for chown of account files (the root tier: --features root-tests)"
+)]
 fn a_dry_run_prints_the_plan_and_changes_nothing() {
     let t = tempfile::tempdir().unwrap();
     guest(t.path());
@@ -449,9 +457,95 @@ fn a_system_item_without_its_configuration_fails_clearly() {
         e.contains("frx/store/nope-system-x/etc/fruix/system.toml") && e.contains("No such file"),
         "{e}"
     );
+    assert_eq!(e.matches("No such file").count(), 1, "the cause once: {e}");
 }
 
 #[test]
+fn an_io_error_names_the_path_and_what_failed_and_keeps_its_cause_as_a_source() {
+    use std::error::Error;
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    let e = fruix_activation::top_level_links(&root, "/frx/store/nope").unwrap_err();
+    assert_eq!(e.to_string(), "/frx/store/nope: cannot read directory");
+    assert_eq!(
+        e.source().map(ToString::to_string).as_deref(),
+        Some("No such file or directory (os error 2)")
+    );
+    // The ledger has one string per step: the whole chain, the cause once.
+    let sys = system(t.path(), "box", &[]);
+    let l = activate(&root, &sys, &FakeOs::default());
+    let top = l.steps.iter().find(|s| s.step == "top-level").unwrap();
+    assert_eq!(
+        (top.status, top.error.clone()),
+        (
+            StepStatus::Failed,
+            Some(format!(
+                "/frx/store/{RUNTIME}: cannot read directory: No such file or directory (os error 2)"
+            ))
+        )
+    );
+}
+
+#[test]
+fn the_ledger_is_written_as_pretty_json_byte_for_byte() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    let mut l = fruix_activation::Ledger {
+        system: "/frx/store/x-system-a".into(),
+        generation: Some(3),
+        dry_run: false,
+        steps: Vec::new(),
+    };
+    l.push(
+        "etc",
+        StepStatus::Changed,
+        vec!["link /etc/a -> /x".into()],
+        4,
+        None,
+    );
+    l.push(
+        "host-keys",
+        StepStatus::Failed,
+        Vec::new(),
+        0,
+        Some("ssh-keygen failed: exit status: 1".into()),
+    );
+    l.write(&root).unwrap();
+    let path = t
+        .path()
+        .join(fruix_activation::LEDGER_PATH.trim_start_matches('/'));
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        r#"{
+  "system": "/frx/store/x-system-a",
+  "generation": 3,
+  "dry_run": false,
+  "steps": [
+    {
+      "step": "etc",
+      "status": "changed",
+      "changes": [
+        "link /etc/a -> /x"
+      ],
+      "ms": 4
+    },
+    {
+      "step": "host-keys",
+      "status": "failed",
+      "changes": [],
+      "ms": 0,
+      "error": "ssh-keygen failed: exit status: 1"
+    }
+  ]
+}"#
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root for setuid root copies (the root tier: --features root-tests)"
+)]
 fn declared_setuid_programs_are_copied_setuid_and_withdrawn() {
     use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();

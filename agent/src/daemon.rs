@@ -158,7 +158,10 @@ pub fn run(opts: &Options) -> io::Result<()> {
                 state.checks = vec![Check::failed(
                     "system",
                     "failed",
-                    vec![format!("cannot read the system item: {e}")],
+                    vec![format!(
+                        "cannot read the system item: {}",
+                        crate::error::chain(e)
+                    )],
                 )]
             }
         }

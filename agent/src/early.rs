@@ -37,7 +37,7 @@ fn result_path(name: &str) -> String {
 pub fn spawn(root: &GuestRoot, agent: &str, system: &str, names: &[String]) -> Vec<String> {
     let mut errors = Vec::new();
     if let Err(e) = root.ensure_dir(PROBE_DIR, 0o700) {
-        return vec![e.to_string()];
+        return vec![crate::error::chain(&e)];
     }
     for name in names {
         let started = (|| -> std::io::Result<()> {

@@ -37,7 +37,7 @@ pub fn early_mounts(root: &GuestRoot) -> (Vec<String>, Vec<String>) {
             continue;
         }
         if let Err(e) = root.ensure_dir(m.target, m.mode) {
-            errors.push(e.to_string());
+            errors.push(crate::error::chain(&e));
             continue;
         }
         match mount_fs(m, &p) {
@@ -112,7 +112,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                     Ok(_) => {}
                     Err(e) => {
                         step.status = StepStatus::Failed;
-                        step.error = Some(e.to_string());
+                        step.error = Some(crate::error::chain(&e));
                     }
                 }
             }
@@ -142,7 +142,10 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                     shepherd_item = v.config.shepherd.clone();
                     env = v.guile_env();
                 }
-                Err(e) => console(&format!("cannot read the system item: {e}")),
+                Err(e) => console(&format!(
+                    "cannot read the system item: {}",
+                    crate::error::chain(&e)
+                )),
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod client;
 pub mod daemon;
 pub mod early;
+pub mod error;
 pub mod init;
 pub mod markers;
 pub mod platform;

@@ -250,7 +250,7 @@ fn status(json: bool, wait: Option<u64>, root: PathBuf) -> Result<bool> {
 fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> Result<bool> {
     let root = GuestRoot::new(root);
     let system = system_arg(system, &root)?;
-    let view = fruix_agent::system::SystemView::load(&root, &system).map_err(anyhow::Error::msg)?;
+    let view = fruix_agent::system::SystemView::load(&root, &system)?;
     let Some(p) = view.config.probes.iter().find(|p| p.name == name) else {
         bail!("{system}: declares no probe named '{name}'");
     };

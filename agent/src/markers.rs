@@ -32,10 +32,6 @@ pub fn write_state(root: &GuestRoot, report: &Report) -> std::io::Result<()> {
     Ok(())
 }
 
-/// How many reasons go to the console before the ready line; the rest
-/// are in the status report.
-const CONSOLE_REASONS: usize = 10;
-
 /// Announces a final outcome: one line on the console device (a guest
 /// path), preceded by a `fruix-reason:` line for each of the first reasons
 /// (so that whoever watches the console, `fruix system vm` among them,
@@ -49,14 +45,8 @@ pub fn announce(root: &GuestRoot, report: &Report, console: Option<&str>) {
             .append(true)
             .open(root.path(dev))
     {
-        let mut text = String::new();
-        for r in report.reasons.iter().take(CONSOLE_REASONS) {
-            text.push_str(&format!("fruix-reason: {}\n", r.replace('\n', " ")));
-        }
-        text.push_str(&line);
-        text.push('\n');
         // One write, so that the lines are not split by other output.
-        let _ = f.write_all(text.as_bytes());
+        let _ = f.write_all(report.console_text().as_bytes());
     }
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_DAEMON,

@@ -1,41 +1,11 @@
 //! The readiness report: the outcome, as cloud-init and systemd tell them
 //! apart (`ready`, `degraded`, `failed`, `pending`), and the `key=value`
-//! fields that are always present.
+//! fields that are always present. The report's type and its forms
+//! (lines, JSON, console) are `fruix_system`'s, which the host reads with.
 
-use serde::{Deserialize, Serialize};
+pub use fruix_system::report::{Outcome, Report};
 
 use crate::checks::{Check, CheckStatus};
-
-/// The outcome of the readiness checks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// Every check passed.
-    Ready,
-    /// A check that does not gate readiness failed.
-    Degraded,
-    /// A gating check failed.
-    Failed,
-    /// Checks are still running.
-    Pending,
-}
-
-impl Outcome {
-    /// The word in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ready => "ready",
-            Outcome::Degraded => "degraded",
-            Outcome::Failed => "failed",
-            Outcome::Pending => "pending",
-        }
-    }
-
-    /// True when no further check can change it.
-    pub fn is_final(self) -> bool {
-        self != Outcome::Pending
-    }
-}
 
 /// Values that are not checks.
 #[derive(Clone, Debug, Default)]
@@ -54,19 +24,6 @@ pub struct Facts {
     pub runtime_store: String,
     /// Milliseconds from boot (or agent start) to the final outcome.
     pub ready_ms: Option<u64>,
-}
-
-/// The report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Report {
-    /// The outcome.
-    pub outcome: Outcome,
-    /// `key=value` fields, in order, `ready_marker` first.
-    pub fields: Vec<(String, String)>,
-    /// Why the outcome is not `ready`, one line each.
-    pub reasons: Vec<String>,
-    /// Checks still pending.
-    pub pending: Vec<String>,
 }
 
 /// Status keys fed by a check of the given name.
@@ -155,45 +112,6 @@ pub fn build(facts: &Facts, checks: &[Check], gate: &[String]) -> Report {
         fields,
         reasons,
         pending,
-    }
-}
-
-impl Report {
-    /// `key=value` lines, then `reason=` lines, then `pending=` when checks
-    /// are still running.
-    pub fn to_lines(&self) -> String {
-        let mut s = String::new();
-        for (k, v) in &self.fields {
-            s.push_str(&format!("{k}={v}\n"));
-        }
-        for r in &self.reasons {
-            s.push_str(&format!("reason={r}\n"));
-        }
-        if !self.pending.is_empty() {
-            s.push_str(&format!("pending={}\n", self.pending.join(",")));
-        }
-        s
-    }
-
-    /// The same as a JSON object.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        for (k, v) in &self.fields {
-            m.insert(k.clone(), serde_json::Value::String(v.clone()));
-        }
-        m.insert("reasons".into(), serde_json::json!(self.reasons));
-        m.insert("pending".into(), serde_json::json!(self.pending));
-        serde_json::Value::Object(m)
-    }
-
-    /// The one console line: `fruix-ready: ready_marker=ready ...`.
-    pub fn console_line(&self) -> String {
-        let fields: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        format!("fruix-ready: {}", fields.join(" "))
     }
 }
 
@@ -286,5 +204,51 @@ mod tests {
                 .starts_with("fruix-ready: ready_marker=failed boot_mode=shepherd-pid1 ")
         );
         assert_eq!(r.to_json()["store_verify"], "failed");
+    }
+
+    #[test]
+    fn the_hosts_readers_get_back_every_field_the_agent_wrote() {
+        use fruix_system::report::ConsoleWatch;
+        let facts = Facts {
+            boot_mode: "rc-shepherd".into(),
+            system: "abc-system-x".into(),
+            shepherd_pid: Some(812),
+            native_base_store_count: 3,
+            host_base_store_count: 1,
+            runtime_store: "rt".into(),
+            ready_ms: Some(5123),
+        };
+        let checks = vec![
+            Check::ok("sshd", "running"),
+            Check::failed(
+                "store",
+                "failed",
+                vec!["content-changed /frx/store/x/a b".into()],
+            ),
+            Check::pending("guile-module-smoke"),
+            Check::ok("extra-probe", "ok"),
+        ];
+        let r = build(&facts, &checks, &gate());
+        assert_eq!(r.outcome, Outcome::Failed);
+        // Lines, as `fruix-agent status` prints them and `fruix query` reads them.
+        assert_eq!(Report::from_lines(&r.to_lines(), "status").unwrap(), r);
+        // JSON, as `status --json` prints it: the same fields, in key order.
+        let back = Report::from_json(&r.to_json().to_string(), "status").unwrap();
+        let mut want = r.fields.clone();
+        want[1..].sort();
+        assert_eq!(back.fields, want);
+        assert_eq!((&back.reasons, &back.pending), (&r.reasons, &r.pending));
+        // The console, as the agent announces it and `fruix system vm` reads it.
+        let mut w = ConsoleWatch::default();
+        let got = r
+            .console_text()
+            .lines()
+            .filter_map(|l| w.feed(l))
+            .last()
+            .unwrap();
+        assert_eq!(
+            (got.outcome, &got.fields, &got.reasons),
+            (r.outcome, &r.fields, &r.reasons)
+        );
     }
 }

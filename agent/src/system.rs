@@ -5,19 +5,12 @@ use std::fs;
 use std::path::PathBuf;
 
 use fruix_activation::GuestRoot;
-use fruix_activation::config::SystemConfig;
 use fruix_store::ItemName;
+pub use fruix_system::closure::ClosureEntry;
+use fruix_system::closure::{self, CLOSURE, Origin, Role};
+use fruix_system::config::SystemConfig;
 
-/// One line of the system item's `closure`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClosureEntry {
-    /// The item.
-    pub item: ItemName,
-    /// Its roles (`kernel`, `bootloader`, `base`, `agent`).
-    pub roles: Vec<String>,
-    /// `native` or `host`.
-    pub origin: String,
-}
+use crate::error::AgentError;
 
 /// A system item and what it says.
 #[derive(Clone, Debug)]
@@ -36,18 +29,25 @@ pub struct SystemView {
 
 impl SystemView {
     /// Reads the system item at `guest_path` (`/frx/store/<name>`).
-    pub fn load(root: &GuestRoot, guest_path: &str) -> Result<SystemView, String> {
+    pub fn load(root: &GuestRoot, guest_path: &str) -> Result<SystemView, AgentError> {
         let name = guest_path
             .strip_prefix("/frx/store/")
-            .ok_or_else(|| format!("{guest_path}: not under /frx/store"))?;
-        let item = ItemName::parse(name).map_err(|e| e.to_string())?;
+            .ok_or_else(|| AgentError::NotInStore(guest_path.to_owned()))?;
+        let item = ItemName::parse(name).map_err(|source| AgentError::SystemName {
+            path: guest_path.to_owned(),
+            source,
+        })?;
         let dir = root.path(guest_path);
-        let config = SystemConfig::load(&dir).map_err(|e| e.to_string())?;
-        let closure_path = dir.join("closure");
-        let text = fs::read_to_string(&closure_path)
-            .map_err(|e| format!("{}: {e}", closure_path.display()))?;
-        let closure =
-            parse_closure(&text).map_err(|e| format!("{}: {e}", closure_path.display()))?;
+        let config = SystemConfig::load(&dir)?;
+        let closure_path = dir.join(CLOSURE);
+        let text = fs::read_to_string(&closure_path).map_err(|source| AgentError::Io {
+            path: closure_path.clone(),
+            source,
+        })?;
+        let closure = closure::parse(&text).map_err(|source| AgentError::Closure {
+            path: closure_path.clone(),
+            source,
+        })?;
         Ok(SystemView {
             root: root.clone(),
             guest_path: guest_path.to_owned(),
@@ -64,12 +64,9 @@ impl SystemView {
 
     /// Items with role `base` by origin: (native, host).
     pub fn base_counts(&self) -> (usize, usize) {
-        let base = self
-            .closure
-            .iter()
-            .filter(|c| c.roles.iter().any(|r| r == "base"));
+        let base = self.closure.iter().filter(|c| c.has(Role::Base));
         base.fold((0, 0), |(n, h), c| {
-            if c.origin == "host" {
+            if c.origin == Origin::Host {
                 (n, h + 1)
             } else {
                 (n + 1, h)
@@ -81,26 +78,6 @@ impl SystemView {
     /// Shepherd modules loadable: load paths and extension paths into the
     /// items, no shim anywhere.
     pub fn guile_env(&self) -> Vec<(String, String)> {
-        fruix_activation::config::guile_env(&self.config.shepherd, &self.config.guile_extensions)
+        fruix_system::guile_env(&self.config.shepherd, &self.config.guile_extensions)
     }
-}
-
-/// Parses `ITEM ROLES ORIGIN` lines.
-pub fn parse_closure(text: &str) -> Result<Vec<ClosureEntry>, String> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() != 3 {
-                return Err(format!("line {}: expected 'ITEM ROLES ORIGIN'", i + 1));
-            }
-            let item = ItemName::parse(f[0]).map_err(|e| format!("line {}: {e}", i + 1))?;
-            Ok(ClosureEntry {
-                item,
-                roles: f[1].split(',').map(str::to_owned).collect(),
-                origin: f[2].to_owned(),
-            })
-        })
-        .collect()
 }

@@ -7,8 +7,9 @@
 //! from inside, as `fruix query` asks a VM over SSH.
 //!
 //! The network namespace matters: the system's network service configures
-//! eth0, which must never be the host's. Needs root and Debian's archive;
-//! fails with the reason otherwise.
+//! eth0, which must never be the host's. Needs root and Debian's archive,
+//! so only the root tier builds it (`--features root-tests`, see
+//! tests/README.md); fails with the reason when either is missing.
 #![allow(clippy::unwrap_used)]
 
 use std::fs;

@@ -2,13 +2,18 @@
 //! declarations, system builds, disk images, the QEMU runner and the
 //! readiness query over SSH.
 
-pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod declaration;
+pub mod error;
 pub mod image;
+pub mod pipeline;
 pub mod platform;
+pub mod progress;
 pub mod query;
+pub mod realize;
+pub mod target;
+pub mod tools;
 pub mod vm;
 
 /// What a command asks the process to exit with, when it did not fail.

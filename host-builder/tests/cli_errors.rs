@@ -1,7 +1,9 @@
 //! Bad input to `fruix query` and `fruix system vm`: exit 2 and one line
-//! naming the input, before anything is started.
+//! naming the input, before anything is started; and `fruix query`'s
+//! retries of a guest it cannot reach, counted at a stand-in `ssh`.
 #![allow(clippy::unwrap_used)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn fruix(args: &[&str]) -> (Option<i32>, String) {
@@ -39,4 +41,58 @@ fn vm_refuses_a_missing_image_and_a_declaration_without_out() {
         err.trim(),
         "fruix: --out: needed to build /nonexistent/system.toml"
     );
+}
+
+/// `fruix query --wait 3` against a guest that cannot be reached: `ssh`
+/// (run by name, through PATH: src/query.rs) is a stand-in that counts its
+/// calls and fails as ssh does for a refused connection. The backoff of
+/// src/query.rs (sleep min(backoff, time left), backoff 0.5 s doubling up
+/// to 5 s, one last try once the time is up) gives calls at 0, 0.5, 1.5
+/// and 3 s: exactly 4, as long as the first three calls take less than
+/// 1.5 s together (the stand-in returns at once).
+#[test]
+fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
+    let t = tempfile::tempdir().unwrap();
+    let calls = t.path().join("calls");
+    let bin = t.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\n\
+             echo \"$*\" >>'{}'\n\
+             echo 'ssh: connect to host 127.0.0.1 port 2222: Connection refused' >&2\n\
+             exit 255\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_fruix"))
+        .args(["query", "--ssh", "root@127.0.0.1:2222", "--wait", "3"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        "fruix: not reachable: ssh root@127.0.0.1:2222: ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
+    );
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(calls.lines().count(), 4, "ssh calls:\n{calls}");
+    for c in calls.lines() {
+        assert!(
+            c.starts_with("-o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=")
+                && c.contains(" -p 2222 ")
+                && c.contains(" root@127.0.0.1 /run/current-system/bin/fruix-agent status"),
+            "ssh called as: {c}"
+        );
+    }
 }

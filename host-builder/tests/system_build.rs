@@ -411,6 +411,38 @@ fn a_bad_declaration_writes_nothing() {
 }
 
 #[test]
+fn a_failing_build_says_which_package_and_file_once() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    // A FIFO is no file type an item may hold: the import of the world
+    // refuses it, and the message names the package and the file once.
+    let fifo = t.path().join("world/usr/bin/pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = t.path().join("out");
+    let o = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        t.path().join("agent").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "fruix: package 'native-world': {}: entry 'usr/bin/pipe' is a fifo, which a store item cannot hold\n",
+            t.path().join("world").display()
+        )
+    );
+    assert_eq!(store_count(&out), 0, "no item was left");
+}
+
+#[test]
 fn rc_mode_adds_the_rc_scripts() {
     let t = tempfile::tempdir().unwrap();
     let decl = setup(t.path(), "");

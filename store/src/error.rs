@@ -1,5 +1,7 @@
 //! Typed errors of the store library. Messages are lower-case, one line, and
-//! name the input they are about.
+//! name the input they are about and what failed. An underlying error is a
+//! `#[source]` and never part of the message: the binaries print the chain
+//! (`{:#}`), so a message that embedded it would print it twice.
 
 use std::io;
 use std::path::PathBuf;
@@ -137,11 +139,14 @@ pub enum ImportError {
         message: String,
     },
     /// An I/O error on a named path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot {action}", path.display())]
     Io {
         /// The path the operation was about.
         path: PathBuf,
-        /// The underlying error.
+        /// What was being done, as a verb phrase (`create directory`).
+        action: &'static str,
+        /// The underlying error: a source, not part of the message, since
+        /// the binaries print the whole chain.
         #[source]
         source: io::Error,
     },
@@ -152,11 +157,13 @@ pub enum ImportError {
 #[derive(Debug, Error)]
 pub enum VerifyError {
     /// The root or its store directory cannot be read at all.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot {action}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// The underlying error.
+        /// What was being done, as a verb phrase (`read directory`).
+        action: &'static str,
+        /// The underlying error (a source, not part of the message).
         #[source]
         source: io::Error,
     },
@@ -165,15 +172,16 @@ pub enum VerifyError {
     Name(#[from] NameError),
 }
 
-/// Attaches a path to an I/O error.
+/// Attaches a path, and what was being done to it, to an I/O error.
 pub(crate) trait IoContext<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T, ImportError>;
+    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T, ImportError>;
 }
 
 impl<T> IoContext<T> for io::Result<T> {
-    fn at(self, path: impl Into<PathBuf>) -> Result<T, ImportError> {
+    fn at(self, path: impl Into<PathBuf>, action: &'static str) -> Result<T, ImportError> {
         self.map_err(|source| ImportError::Io {
             path: path.into(),
+            action,
             source,
         })
     }
@@ -183,20 +191,22 @@ impl<T> IoContext<T> for io::Result<T> {
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// An I/O error on a named path.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: cannot {action}", path.display())]
     Io {
         /// The path.
         path: PathBuf,
-        /// The underlying error.
+        /// What was being done, as a verb phrase (`read directory`).
+        action: &'static str,
+        /// The underlying error (a source, not part of the message).
         #[source]
         source: io::Error,
     },
     /// A manifest file that is not canonical.
-    #[error("{}:{source}", path.display())]
+    #[error("{}: not a canonical manifest", path.display())]
     Manifest {
         /// The manifest file.
         path: PathBuf,
-        /// What is wrong, with its line.
+        /// What is wrong, with its line (a source, not part of the message).
         #[source]
         source: ManifestError,
     },
@@ -205,10 +215,20 @@ pub enum StoreError {
 impl From<StoreError> for ImportError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Io { path, source } => ImportError::Io { path, source },
+            StoreError::Io {
+                path,
+                action,
+                source,
+            } => ImportError::Io {
+                path,
+                action,
+                source,
+            },
+            // `BadSource` carries no source, so the manifest's error goes
+            // into its reason, worded as `StoreError` prints as a chain.
             StoreError::Manifest { path, source } => ImportError::BadSource {
                 path,
-                reason: source.to_string(),
+                reason: format!("not a canonical manifest: {source}"),
             },
         }
     }

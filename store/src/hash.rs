@@ -7,22 +7,13 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::name::Digest;
+use crate::digest::Digest;
+// Re-exported: other crates hex their own hashes as `hash::hex`.
+pub use crate::digest::hex;
 
 /// Size of the buffer files are read through: large enough that the
 /// per-call cost vanishes next to the hashing, small enough for many workers.
 pub const BUF_SIZE: usize = 256 * 1024;
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
 
 /// SHA-256 of a byte slice.
 pub fn sha256(bytes: &[u8]) -> Digest {

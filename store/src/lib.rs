@@ -5,6 +5,7 @@
 //! writes stores with this crate and the guest agent verifies them with it,
 //! so both sides share one definition of every byte.
 
+pub mod digest;
 pub mod error;
 pub mod escape;
 pub mod hash;
@@ -15,12 +16,13 @@ mod pool;
 pub mod root;
 pub mod verify;
 
+pub use digest::Digest;
 pub use error::{ImportError, ManifestError, NameError, StoreError, VerifyError};
 #[cfg(feature = "archive")]
 pub use import::import_archive;
 pub use import::{DroppedBits, ImportOptions, ImportOutcome, derive_item, import_dir};
 pub use manifest::{Entry, EntryKind, Manifest};
-pub use name::{Digest, ItemName};
+pub use name::ItemName;
 pub use root::{ItemInfo, StoreRoot};
 pub use verify::{
     Depth, Finding, FindingKind, Report, VerifyOptions, verify_items, verify_root, verify_tree,

@@ -6,10 +6,10 @@
 
 use std::collections::HashSet;
 
+use crate::digest::{Digest, hex};
 use crate::error::ManifestError;
 use crate::escape::{escape_into, unescape};
-use crate::hash::{hex, sha256};
-use crate::name::Digest;
+use crate::hash::sha256;
 
 /// The first line of every manifest, without its newline.
 pub const HEADER: &str = "#mtree fruix-v1";

@@ -7,55 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::NameError;
 
-/// Length of the hex digest at the start of an item name.
-pub const DIGEST_HEX_LEN: usize = 64;
+// Re-exported: `name::Digest` and `name::DIGEST_HEX_LEN` were their
+// paths before they had a module of their own.
+pub use crate::digest::{DIGEST_HEX_LEN, Digest};
+
 /// Longest package name allowed after the digest.
 pub const MAX_NAME_LEN: usize = 200;
-
-/// A SHA-256 digest, as the 32 bytes the hash function gives.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Digest(pub [u8; 32]);
-
-impl Digest {
-    /// The digest in the form item names use: 64 lowercase hex characters.
-    pub fn to_hex(&self) -> String {
-        crate::hash::hex(&self.0)
-    }
-
-    /// Parses 64 lowercase hex characters; anything else is `None`.
-    pub fn from_hex(s: &str) -> Option<Digest> {
-        let b = s.as_bytes();
-        if b.len() != DIGEST_HEX_LEN {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in b.chunks_exact(2).enumerate() {
-            out[i] = (hex_val(pair[0])? << 4) | hex_val(pair[1])?;
-        }
-        Some(Digest(out))
-    }
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    // Uppercase is refused on purpose: one digest has one spelling.
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.to_hex())
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
 
 /// Checks a package name (the part after `<digest>-`) against the contract.
 pub fn validate_package_name(name: &str) -> Result<(), NameError> {
@@ -209,12 +166,5 @@ mod tests {
             assert!(err.contains(want), "{input}: {err}");
         }
         assert!(ItemName::parse(&format!("{HEX}-{}", "a".repeat(200))).is_ok());
-    }
-
-    #[test]
-    fn digest_hex_round_trip() {
-        let d = Digest::from_hex(HEX).unwrap();
-        assert_eq!(d.to_hex(), HEX);
-        assert!(Digest::from_hex(&HEX[1..]).is_none());
     }
 }

@@ -84,6 +84,7 @@ impl StoreRoot {
         let path = self.manifest_path(name);
         let bytes = fs::read(&path).map_err(|source| StoreError::Io {
             path: path.clone(),
+            action: "read",
             source,
         })?;
         Manifest::parse(&bytes)
@@ -124,12 +125,16 @@ impl StoreRoot {
     /// clears what an interrupted writer left: work directories and
     /// manifests whose item never arrived.
     pub fn lock(&self) -> Result<RootLock, StoreError> {
-        let io = |path: &Path| {
+        let io = |path: &Path, action: &'static str| {
             let path = path.to_owned();
-            move |source| StoreError::Io { path, source }
+            move |source| StoreError::Io {
+                path,
+                action,
+                source,
+            }
         };
         for d in [self.store_dir(), self.manifests_dir(), self.tmp_dir()] {
-            fs::create_dir_all(&d).map_err(io(&d))?;
+            fs::create_dir_all(&d).map_err(io(&d, "create directory"))?;
         }
         let lock_path = self.root.join(STATE_DIR).join("lock");
         let file = OpenOptions::new()
@@ -137,12 +142,12 @@ impl StoreRoot {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        file.lock().map_err(io(&lock_path))?;
+            .map_err(io(&lock_path, "open"))?;
+        file.lock().map_err(io(&lock_path, "lock"))?;
         let tmp = self.tmp_dir();
         for name in read_dir_names(&tmp)? {
             let p = tmp.join(name);
-            remove_tree(&p).map_err(io(&p))?;
+            remove_tree(&p).map_err(io(&p, "remove stale work directory"))?;
         }
         let mdir = self.manifests_dir();
         for name in read_dir_names(&mdir)? {
@@ -151,7 +156,7 @@ impl StoreRoot {
             };
             if ItemName::parse(item).is_ok() && !self.store_dir().join(item).exists() {
                 let p = mdir.join(&name);
-                fs::remove_file(&p).map_err(io(&p))?;
+                fs::remove_file(&p).map_err(io(&p, "remove stale manifest"))?;
             }
         }
         Ok(RootLock { _file: file })
@@ -167,6 +172,7 @@ pub struct RootLock {
 fn read_dir_names(dir: &Path) -> Result<Vec<std::ffi::OsString>, StoreError> {
     let io = |source| StoreError::Io {
         path: dir.to_owned(),
+        action: "read directory",
         source,
     };
     let mut out = Vec::new();
@@ -203,5 +209,42 @@ pub(crate) fn join_rel(base: &Path, rel: &[u8]) -> PathBuf {
         base.to_owned()
     } else {
         base.join(OsStr::from_bytes(rel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[test]
+    fn errors_name_the_path_and_keep_the_cause_as_a_source() {
+        let t = tempfile::tempdir().unwrap();
+        let root = StoreRoot::new(t.path().join("nope"));
+        let e = root.list().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}/nope/store: cannot read directory", t.path().display())
+        );
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("No such file or directory (os error 2)")
+        );
+
+        let root = StoreRoot::new(t.path());
+        let name = ItemName::parse(&format!("{}-x", "0".repeat(64))).unwrap();
+        fs::create_dir_all(root.manifests_dir()).unwrap();
+        fs::write(root.manifest_path(&name), b"not a manifest\n").unwrap();
+        let e = root.read_manifest(&name).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: not a canonical manifest",
+                root.manifest_path(&name).display()
+            )
+        );
+        let cause = e.source().map(ToString::to_string).unwrap_or_default();
+        assert!(cause.starts_with("line 1: "), "{cause}");
     }
 }

@@ -199,6 +199,10 @@ fn refuses_fifos_and_sockets_naming_the_entry() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root to mknod a device (the root tier: --features root-tests)"
+)]
 fn refuses_device_nodes() {
     // mknod needs root; the test command runs as root (see README).
     assert!(

@@ -5,10 +5,12 @@
 //! `fruix query`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
+
+use fruix_system::{ClosureEntry, Origin, Role, SystemConfig};
 
 /// The repository.
 pub fn repo() -> PathBuf {
@@ -190,6 +192,78 @@ pub fn debugfs(image: &Path, write: bool, cmds: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Boots retried in one run (each a guest kernel that panicked before the
+/// agent reported, `--retries 1` booting again) past which the run fails:
+/// about one boot in thirty panics under QEMU 7.2's TCG; more than two
+/// in a run's nine boots is a kernel or image that panics, which the
+/// retries would otherwise hide.
+pub const RETRIED_BOOTS_BUDGET: u64 = 2;
+
+/// The guests booted in this run: (test, boot attempts), in order.
+static BOOTS: Mutex<Vec<(String, u64)>> = Mutex::new(Vec::new());
+static AT_EXIT: OnceLock<()> = OnceLock::new();
+
+/// Records the boot attempts of one `fruix system vm` call, by the test
+/// that made it (libtest names each test's thread after the test).
+fn count_boot(attempts: u64) {
+    AT_EXIT.get_or_init(|| {
+        // SAFETY: registers a plain `extern "C"` function with no
+        // arguments; it runs once, when the test process exits.
+        let rc = unsafe { libc::atexit(boot_budget_at_exit) };
+        assert_eq!(rc, 0, "atexit failed");
+    });
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed>")
+        .to_owned();
+    BOOTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((test, attempts));
+}
+
+/// What [`boot_budget_at_exit`] prints, and whether the run is within
+/// the budget.
+pub fn boot_summary(boots: &[(String, u64)]) -> (String, bool) {
+    let attempts: u64 = boots.iter().map(|(_, a)| a).sum();
+    let retried: Vec<String> = boots
+        .iter()
+        .filter(|(_, a)| *a > 1)
+        .map(|(t, a)| format!("{t} ({a} attempts)"))
+        .collect();
+    let extra = attempts.saturating_sub(boots.len() as u64);
+    let mut s = format!(
+        "system tests: {} guest boots, {attempts} boot attempts, {extra} retried",
+        boots.len()
+    );
+    if !retried.is_empty() {
+        s.push_str(&format!(": {}", retried.join(", ")));
+    }
+    let within = extra <= RETRIED_BOOTS_BUDGET;
+    if !within {
+        s.push_str(&format!(
+            "\nFAIL boot-attempts: {extra} boots retried after a guest kernel panic, more than the {RETRIED_BOOTS_BUDGET} a run may retry: the retries hide panics (their consoles are kept as *.panic-N.log beside each console log)"
+        ));
+    }
+    (s, within)
+}
+
+/// At the end of the run: prints the total of boot attempts, and fails
+/// the run (exit 1) when more boots were retried than the budget allows.
+extern "C" fn boot_budget_at_exit() {
+    let boots = BOOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let (summary, within) = boot_summary(&boots);
+    // Nothing may panic here (an `extern "C"` function): errors writing
+    // are ignored.
+    let _ = writeln!(std::io::stdout(), "{summary}");
+    let _ = std::io::stdout().flush();
+    if !within {
+        // SAFETY: _exit ends the process at once, which is what is meant:
+        // exit() may not be called again from an atexit handler.
+        unsafe { libc::_exit(1) };
+    }
+}
+
 /// A guest booted by `fruix system vm`, stopped when dropped.
 pub struct Guest {
     child: Child,
@@ -230,6 +304,7 @@ impl Guest {
             .unwrap();
         let vm: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("fruix system vm printed no report ({e}): '{line}'"));
+        count_boot(vm["attempts"].as_u64().unwrap_or(1));
         Guest { child, vm, port }
     }
 
@@ -369,4 +444,30 @@ pub fn fields(v: &serde_json::Value) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The system item's `closure`, read with the agent's own reader.
+pub fn closure(system: &str) -> Vec<ClosureEntry> {
+    let text =
+        std::fs::read_to_string(out().join("frx/store").join(system).join("closure")).unwrap();
+    fruix_system::closure::parse(&text).unwrap()
+}
+
+/// How many native base items the builder put in the system.
+pub fn native_base_count(system: &str) -> usize {
+    closure(system)
+        .iter()
+        .filter(|c| c.has(Role::Base) && c.origin == Origin::Native)
+        .count()
+}
+
+/// The system item's `etc/fruix/system.toml`, read as the agent reads it.
+pub fn system_config(system: &str) -> SystemConfig {
+    SystemConfig::load(&out().join("frx/store").join(system)).unwrap()
+}
+
+pub fn saw_all(v: &mut Verdict, map: &BTreeMap<String, String>) {
+    for (k, val) in map {
+        v.saw(k, val);
+    }
 }

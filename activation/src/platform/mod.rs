@@ -1,17 +1,36 @@
 //! What activation does differently per operating system, behind one small
 //! interface, chosen here and nowhere else.
 //!
-//! To add a platform: write `platform/NAME.rs` with a type implementing
-//! [`Platform`], and add it to the `cfg` choice of [`native`].
+//! Both platforms compile everywhere: the builder pre-activates a guest's
+//! image for the guest's declared system ([`for_os`]), whatever the build
+//! host runs; the agent in the guest takes [`native`], the one `cfg`
+//! choice. To add a platform: write `platform/NAME.rs` with a type
+//! implementing [`Platform`], a [`GuestOs`] variant, and its arm in
+//! [`for_os`] and [`native`].
 
 use crate::accounts::AccountDb;
 use crate::error::ActivationError;
 use crate::root::GuestRoot;
 
-#[cfg(target_os = "freebsd")]
 mod freebsd;
-#[cfg(target_os = "linux")]
 mod linux;
+
+/// The operating systems activation can act for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestOs {
+    /// Linux guests (Debian-built, as tested here).
+    Linux,
+    /// FreeBSD guests.
+    Freebsd,
+}
+
+/// The platform of a declared guest system, chosen at run time.
+pub fn for_os(os: GuestOs) -> Box<dyn Platform> {
+    match os {
+        GuestOs::Linux => Box::new(linux::Linux),
+        GuestOs::Freebsd => Box::new(freebsd::FreeBsd),
+    }
+}
 
 /// The operating-system specific parts of activation.
 pub trait Platform {
@@ -47,9 +66,9 @@ pub trait Platform {
 /// The platform this binary was built for.
 pub fn native() -> Box<dyn Platform> {
     #[cfg(target_os = "linux")]
-    return Box::new(linux::Linux);
+    return for_os(GuestOs::Linux);
     #[cfg(target_os = "freebsd")]
-    return Box::new(freebsd::FreeBsd);
+    return for_os(GuestOs::Freebsd);
     #[cfg(not(any(target_os = "linux", target_os = "freebsd")))]
     return Box::new(Unsupported);
 }
@@ -122,6 +141,7 @@ pub(crate) fn ssh_keygen(root: &GuestRoot, key_type: &str) -> Result<(), Activat
     let rename = |from: &std::path::Path, to: &str| {
         std::fs::rename(from, root.path(to)).map_err(|e| ActivationError::Io {
             path: to.to_owned(),
+            action: "rename into place",
             source: e,
         })
     };

@@ -100,16 +100,59 @@ fn parse(text: &str) -> Option<Sexp> {
     value(&chars, &mut 0)
 }
 
+/// Why Shepherd could not be asked which services run.
+#[derive(Debug, thiserror::Error)]
+pub enum ShepherdError {
+    /// The reply does not parse.
+    #[error("shepherd's reply is not an s-expression")]
+    NotSexp,
+    /// Shepherd answered with an error.
+    #[error("shepherd answered with an error: {0}")]
+    Answered(String),
+    /// The reply has no `result`.
+    #[error("shepherd's reply has no result")]
+    NoResult,
+    /// The result is not a list of services.
+    #[error("shepherd's result is not a list of services")]
+    NotServices,
+    /// The control socket could not be used.
+    #[error("{}", path.display())]
+    Socket {
+        /// The socket.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `herd` could not be run.
+    #[error("cannot run {herd}")]
+    Herd {
+        /// The program.
+        herd: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `herd status` failed.
+    #[error("herd status exited with {status}: {stderr}")]
+    HerdFailed {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its standard error, trimmed.
+        stderr: String,
+    },
+}
+
 /// The services a `status` reply shows running, by their first name.
-pub fn running_from_reply(reply: &str) -> Result<Vec<String>, String> {
-    let r = parse(reply).ok_or("shepherd's reply is not an s-expression")?;
+pub fn running_from_reply(reply: &str) -> Result<Vec<String>, ShepherdError> {
+    let r = parse(reply).ok_or(ShepherdError::NotSexp)?;
     if let Some([e]) = r.field("error")
         && e.atom() != Some("#f")
     {
-        return Err(format!("shepherd answered with an error: {e:?}"));
+        return Err(ShepherdError::Answered(format!("{e:?}")));
     }
     let Some([result]) = r.field("result") else {
-        return Err("shepherd's reply has no result".into());
+        return Err(ShepherdError::NoResult);
     };
     // The result is a list of the action's return values, the one of
     // `status` being the list of services: unwrap down to the list whose
@@ -124,7 +167,7 @@ pub fn running_from_reply(reply: &str) -> Result<Vec<String>, String> {
         }
     }
     let Sexp::List(services) = services else {
-        return Err("shepherd's result is not a list of services".into());
+        return Err(ShepherdError::NotServices);
     };
     Ok(services
         .iter()
@@ -142,23 +185,25 @@ pub fn running_from_reply(reply: &str) -> Result<Vec<String>, String> {
 }
 
 /// Asks the Shepherd listening on `socket` for the status of its services.
-pub fn ask_socket(socket: &Path) -> Result<Vec<String>, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
+pub fn ask_socket(socket: &Path) -> Result<Vec<String>, ShepherdError> {
+    let io = |source| ShepherdError::Socket {
+        path: socket.to_owned(),
+        source,
+    };
+    let mut s = UnixStream::connect(socket).map_err(io)?;
     let timeout = Some(Duration::from_secs(5));
     let _ = s.set_read_timeout(timeout);
     let _ = s.set_write_timeout(timeout);
     s.write_all(
         b"(shepherd-command (version 0) (action status) (service root) (arguments ()) (directory \"/\"))\n",
     )
-    .map_err(|e| format!("{}: {e}", socket.display()))?;
+    .map_err(io)?;
     // Shepherd closes the connection after its reply; read until the
     // s-expression is complete, in case it does not.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
-        let n = s
-            .read(&mut chunk)
-            .map_err(|e| format!("{}: {e}", socket.display()))?;
+        let n = s.read(&mut chunk).map_err(io)?;
         buf.extend_from_slice(&chunk[..n]);
         if n == 0 || parse(&String::from_utf8_lossy(&buf)).is_some() {
             break;
@@ -187,20 +232,22 @@ pub fn started(herd_status: &str) -> Vec<String> {
 
 /// The services `herd status` (the system's own herd, with `env`) lists
 /// as started.
-fn ask_herd(herd: &str, env: &[(String, String)]) -> Result<Vec<String>, String> {
+fn ask_herd(herd: &str, env: &[(String, String)]) -> Result<Vec<String>, ShepherdError> {
     let o = Command::new(herd)
         .arg("status")
         .env_clear()
         .env("PATH", "/usr/bin:/usr/sbin:/bin:/sbin")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
-        .map_err(|e| format!("cannot run {herd}: {e}"))?;
+        .map_err(|source| ShepherdError::Herd {
+            herd: herd.to_owned(),
+            source,
+        })?;
     if !o.status.success() {
-        return Err(format!(
-            "herd status exited with {}: {}",
-            o.status,
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
+        return Err(ShepherdError::HerdFailed {
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        });
     }
     Ok(started(&String::from_utf8_lossy(&o.stdout)))
 }
@@ -236,7 +283,7 @@ pub fn check(
                 }
             }
         }
-        Err(e) => reasons.push(e),
+        Err(e) => reasons.push(crate::error::chain(&e)),
     }
     if reasons.is_empty() {
         Check::ok("shepherd", "running")

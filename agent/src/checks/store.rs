@@ -16,31 +16,59 @@ use crate::system::SystemView;
 /// How many findings a failed check lists; the rest are counted.
 const MAX_REASONS: usize = 20;
 
+/// Why a manifest copy is not trusted.
+#[derive(Debug, thiserror::Error)]
+enum Untrusted {
+    /// It cannot be read.
+    #[error("{}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It hashes to another digest; the message says whose.
+    #[error("{0}")]
+    Mismatch(String),
+    /// It does not parse.
+    #[error("{}", path.display())]
+    Parse {
+        path: std::path::PathBuf,
+        #[source]
+        source: fruix_store::ManifestError,
+    },
+}
+
 /// Reads a manifest and accepts it only when it hashes to `expected`;
 /// `mismatch` words the refusal from the digest it has instead.
 fn trusted_manifest(
     path: &Path,
     expected: Digest,
     mismatch: impl FnOnce(String) -> String,
-) -> Result<Manifest, String> {
-    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<Manifest, Untrusted> {
+    let bytes = fs::read(path).map_err(|source| Untrusted::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let got = sha256(&bytes);
     if got != expected {
-        return Err(mismatch(got.to_hex()));
+        return Err(Untrusted::Mismatch(mismatch(got.to_hex())));
     }
-    Manifest::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    Manifest::parse(&bytes).map_err(|source| Untrusted::Parse {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Verifies `dir` against a trusted manifest, adding what differs (each
 /// entry finding, without the per-item summary) to `reasons`.
 fn check_against(
     dir: &Path,
-    manifest: Result<Manifest, String>,
+    manifest: Result<Manifest, Untrusted>,
     opts: &VerifyOptions,
     reasons: &mut Vec<String>,
 ) {
     match manifest {
-        Err(e) => reasons.push(e),
+        Err(e) => reasons.push(crate::error::chain(&e)),
         Ok(m) => reasons.extend(
             verify_tree(dir, &m, opts)
                 .findings

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use crate::Outcome;
-use crate::build::TempTree;
-use crate::build::progress::Progress;
-use crate::cli::{BuildArgs, ImageArgs, VmArgs};
+use crate::cli::{BuildArgs, VmArgs};
 use crate::declaration::{Firmware, ImageFormat};
+use crate::error::TempTree;
+use crate::pipeline;
+use crate::progress::Progress;
 use crate::vm::{self, VmOptions};
 
 /// Runs `fruix system vm`.
@@ -21,21 +22,17 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         let Some(out) = a.out.clone() else {
             bail!("--out: needed to build {}", a.target.display());
         };
-        let args = ImageArgs {
-            build: BuildArgs {
-                declaration: a.target.clone(),
-                out,
-                agent: a.agent.clone(),
-                cache_dir: a.cache_dir.clone(),
-                jobs: None,
-                json: false,
-                quiet: a.quiet || a.json,
-            },
-            formats: vec![ImageFormat::Raw],
-            vhd_fixed: false,
-        };
-        let made = super::system::image_from(&args)?;
-        let firmware = crate::declaration::load(&a.target)?.decl.image.firmware;
+        let req = super::request(&BuildArgs {
+            declaration: a.target.clone(),
+            out,
+            agent: a.agent.clone(),
+            cache_dir: a.cache_dir.clone(),
+            jobs: None,
+            json: false,
+            quiet: a.quiet || a.json,
+        })?;
+        let (loaded, made) = pipeline::image(&req, &[ImageFormat::Raw], false, &progress)?;
+        let firmware = loaded.decl.image.firmware;
         let Some(raw) = made.images.into_iter().next() else {
             bail!("no image was written");
         };

@@ -6,33 +6,22 @@
 //! `bootloader` and `base-packages` name packages declared under
 //! `[packages.NAME]`. `docs/declaration.md` documents every field.
 
+mod error;
+mod load;
 mod size;
 pub mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use error::DeclError;
+pub use load::{load, parse};
 pub use size::{ByteSize, parse_size};
 pub use validate::compile_glob;
-
-/// A declaration that cannot be used, with where it went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{col}: {message}", file.display())]
-pub struct DeclError {
-    /// The declaration file.
-    pub file: PathBuf,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub col: usize,
-    /// What is wrong, lower-case, naming the field.
-    pub message: String,
-}
 
 /// How the guest boots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -438,48 +427,5 @@ impl Loaded {
     /// Resolves a path given in the declaration.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         self.base_dir.join(p)
-    }
-}
-
-/// Reads and checks a declaration file.
-pub fn load(file: &Path) -> Result<Loaded, DeclError> {
-    let text = std::fs::read_to_string(file).map_err(|e| DeclError {
-        file: file.to_owned(),
-        line: 1,
-        col: 1,
-        message: format!("cannot read the declaration: {e}"),
-    })?;
-    parse(file, &text)
-}
-
-/// Parses and checks declaration text; `file` is used in errors and for
-/// relative paths.
-pub fn parse(file: &Path, text: &str) -> Result<Loaded, DeclError> {
-    let at = Locator { file, text };
-    let decl: Declaration = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        at.error(&span, e.message().trim_end().replace('\n', " "))
-    })?;
-    validate::check(&at, decl)
-}
-
-/// Turns byte spans into `FILE:LINE:COL` errors.
-pub(crate) struct Locator<'a> {
-    pub(crate) file: &'a Path,
-    pub(crate) text: &'a str,
-}
-
-impl Locator<'_> {
-    pub(crate) fn error(&self, span: &Range<usize>, message: impl Into<String>) -> DeclError {
-        let start = span.start.min(self.text.len());
-        let before = &self.text[..start];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        DeclError {
-            file: self.file.to_owned(),
-            line,
-            col,
-            message: message.into(),
-        }
     }
 }

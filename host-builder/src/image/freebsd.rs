@@ -10,10 +10,11 @@ use std::process::Command;
 use fruix_store::ItemName;
 
 use super::layout::Layout;
-use super::{tools, tree, ufs};
-use crate::build::BuildError;
-use crate::build::target::{FREEBSD_INIT_SCRIPT, GenFile, ROOT_LABEL};
+use super::{tree, ufs};
 use crate::declaration::InitMode;
+use crate::error::{BuildError, Cleanup};
+use crate::target::{FREEBSD_INIT_SCRIPT, GenFile, ROOT_LABEL};
+use crate::tools;
 
 /// The GPT type of a FreeBSD UFS partition.
 pub const UFS_PARTITION_TYPE: &str = "516E7CB6-6ECF-11D6-8FF8-00022D09712B";
@@ -134,7 +135,7 @@ pub fn write_root(
 ) -> Result<(), BuildError> {
     fs::create_dir_all(work).map_err(|e| BuildError::Io(work.to_owned(), e))?;
     let ufs_file = work.join(format!("root.ufs.tmp-{}", std::process::id()));
-    let _gone = super::Cleanup(vec![ufs_file.clone()]);
+    let _gone = Cleanup(vec![ufs_file.clone()]);
     tools::run(
         Command::new("makefs")
             .args(["-t", "ffs", "-o", "version=2,bsize=32768,fsize=4096"])

@@ -20,29 +20,33 @@
 //! or is a fixed time, so two builds give byte-identical images. Images
 //! are written under temporary names and renamed when all are done.
 
+mod boot;
+mod esp;
+mod ext4;
 pub mod freebsd;
 pub mod layout;
-pub mod tools;
 pub mod tree;
 pub mod ufs;
 pub mod vhd;
 
-use std::collections::BTreeSet;
+pub use boot::{esp_paths, kernel_cmdline};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fruix_activation::config::SystemConfig;
-use fruix_store::{ItemName, StoreRoot};
+use fruix_store::StoreRoot;
+use fruix_system::{Role, SystemConfig};
 
-use crate::build::progress::Progress;
-use crate::build::target::{GenFile, ROOT_LABEL};
-use crate::build::{BuildError, BuildOutcome, TempTree};
-use crate::declaration::{ImageFormat, InitMode, Loaded, Os};
-use layout::{ESP_SIZE, Ids, Layout};
-
-/// The time ESP entries carry (FAT cannot tell times before 1980).
-const FAT_EPOCH: &str = "315532800";
+use crate::declaration::{ImageFormat, Loaded, Os};
+use crate::error::{BuildError, Cleanup, TempTree};
+use crate::progress::Progress;
+use crate::realize::BuildOutcome;
+use crate::tools;
+use boot::{BootPlan, boot_plan};
+use esp::write_esp;
+use ext4::write_root;
+use layout::{Ids, Layout};
 
 /// What to write.
 #[derive(Clone, Debug)]
@@ -88,55 +92,6 @@ pub fn extension(f: ImageFormat) -> &'static str {
     }
 }
 
-/// The kernel command line: the root by label, the serial console, and
-/// the system item with its digest; in shepherd-pid1 mode the agent is
-/// `init`.
-pub fn kernel_cmdline(system: &str, digest: &str, init: InitMode, agent: &str) -> String {
-    let mut s = format!(
-        "root=LABEL={ROOT_LABEL} rw console=ttyS0 net.ifnames=0 panic=-1 fruix.system=/frx/store/{system} fruix.digest={digest}"
-    );
-    if init == InitMode::ShepherdPid1 {
-        s.push_str(&format!(" init=/frx/store/{agent}/bin/fruix-agent"));
-    }
-    s
-}
-
-/// Where the ESP keeps the kernel, the initrd and the loader entry.
-pub mod esp_paths {
-    /// The kernel.
-    pub const KERNEL: &str = "::/EFI/fruix/vmlinuz";
-    /// The initrd.
-    pub const INITRD: &str = "::/EFI/fruix/initrd.img";
-    /// The loader entry (systemd-boot's format).
-    pub const ENTRY: &str = "::/loader/entries/fruix.conf";
-}
-
-/// The kernel and initrd of a kernel item: the newest `boot/vmlinuz-*`
-/// and its `boot/initrd.img-*`.
-fn kernel_files(item: &Path) -> Result<(PathBuf, PathBuf), BuildError> {
-    let boot = item.join("boot");
-    let names: BTreeSet<String> = fs::read_dir(&boot)
-        .map_err(|e| BuildError::Io(boot.clone(), e))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let version = names
-        .iter()
-        .rev()
-        .filter_map(|n| n.strip_prefix("vmlinuz-"))
-        .find(|v| names.contains(&format!("initrd.img-{v}")))
-        .ok_or_else(|| {
-            BuildError::Input(format!(
-                "{}: the kernel item has no boot/vmlinuz-VERSION with a boot/initrd.img-VERSION",
-                item.display()
-            ))
-        })?;
-    Ok((
-        boot.join(format!("vmlinuz-{version}")),
-        boot.join(format!("initrd.img-{version}")),
-    ))
-}
-
 /// Writes the images of a built system.
 pub fn build_image(
     loaded: &Loaded,
@@ -156,7 +111,7 @@ pub fn build_image(
     let ids = Ids::new(&digest);
     let cfg = SystemConfig::load(&built.system_path)
         .map_err(|e| BuildError::Input(format!("system item: {e}")))?;
-    let by_role = |role: &str| {
+    let by_role = |role: Role| {
         built
             .closure
             .iter()
@@ -164,7 +119,7 @@ pub fn build_image(
             .map(|c| (&c.item, root.item_path(&c.item)))
             .ok_or_else(|| BuildError::Internal(format!("no {role} item in the closure")))
     };
-    let (kernel_item, bootloader_item) = (by_role("kernel")?, by_role("bootloader")?);
+    let (kernel_item, bootloader_item) = (by_role(Role::Kernel)?, by_role(Role::Bootloader)?);
     let os = *d.os.get_ref();
     let BootPlan {
         esp,
@@ -297,86 +252,6 @@ pub fn build_image(
     })
 }
 
-/// What a system boots from: the ESP's content, the root's extra files,
-/// the root partition's type, and the boot line the image reports.
-struct BootPlan {
-    esp: EspContent,
-    extra: Vec<GenFile>,
-    root_type: &'static str,
-    cmdline: String,
-}
-
-/// The boot plan of the declared system: systemd-boot with a loader
-/// entry for Linux, FreeBSD's loader and `/boot` for FreeBSD.
-fn boot_plan(
-    loaded: &Loaded,
-    (system, digest, agent): (&str, &str, &str),
-    kernel: (&ItemName, &Path),
-    bootloader: (&ItemName, &Path),
-) -> Result<BootPlan, BuildError> {
-    let d = &loaded.decl;
-    match *d.os.get_ref() {
-        Os::Linux => {
-            let cmdline = kernel_cmdline(system, digest, d.init, agent);
-            let (kernel, initrd) = kernel_files(kernel.1)?;
-            let efi = bootloader
-                .1
-                .join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
-            if !efi.is_file() {
-                return Err(BuildError::Input(format!(
-                    "{}: the boot-loader item has no systemd-boot (install systemd-boot-efi in its source)",
-                    efi.display()
-                )));
-            }
-            let entry = format!(
-                "title Fruix ({})\nlinux /EFI/fruix/vmlinuz\ninitrd /EFI/fruix/initrd.img\noptions {cmdline}\n",
-                d.host_name.get_ref()
-            );
-            Ok(BootPlan {
-                esp: EspContent {
-                    dirs: &[
-                        "::/EFI",
-                        "::/EFI/BOOT",
-                        "::/EFI/fruix",
-                        "::/loader",
-                        "::/loader/entries",
-                    ],
-                    files: vec![
-                        (efi, "::/EFI/BOOT/BOOTX64.EFI"),
-                        (kernel, esp_paths::KERNEL),
-                        (initrd, esp_paths::INITRD),
-                    ],
-                    texts: vec![
-                        (
-                            "::/loader/loader.conf",
-                            "default fruix.conf\ntimeout 0\n".into(),
-                        ),
-                        (esp_paths::ENTRY, entry),
-                    ],
-                },
-                extra: Vec::new(),
-                root_type: "linux",
-                cmdline,
-            })
-        }
-        Os::Freebsd => {
-            let conf = freebsd::loader_conf(system, digest, d.init, agent);
-            let cmdline = freebsd::boot_words(&conf);
-            let boot = freebsd::boot(kernel, bootloader, conf)?;
-            Ok(BootPlan {
-                esp: EspContent {
-                    dirs: &["::/EFI", "::/EFI/BOOT"],
-                    files: vec![(boot.loader_efi, "::/EFI/BOOT/BOOTX64.EFI")],
-                    texts: Vec::new(),
-                },
-                extra: boot.extra,
-                root_type: freebsd::UFS_PARTITION_TYPE,
-                cmdline,
-            })
-        }
-    }
-}
-
 /// The staged root tree of a system, kept in `OUT/.fruix-build/image-root/`
 /// under the system's name, boot mode and the staging code's version: it
 /// is a function of those alone, so the next image of the same system (another format, a
@@ -411,214 +286,10 @@ fn staged_tree(
     Ok(kept)
 }
 
-/// Removes the temporaries it holds when dropped.
-struct Cleanup(Vec<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
 fn human(bytes: u64) -> String {
     if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
         format!("{} GiB", bytes >> 30)
     } else {
         format!("{} MiB", bytes >> 20)
-    }
-}
-
-/// `FILE@@OFFSET`, mtools' way of naming a partition inside a disk image.
-pub fn mtools_image(disk: &Path, offset: u64) -> String {
-    format!("{}@@{offset}", disk.display())
-}
-
-/// An mtools program (`mcopy`, `mtype`, ...) that accepts a FAT of any
-/// geometry, as one inside a disk image has.
-pub fn mtools(prog: &str) -> Command {
-    let mut c = Command::new(prog);
-    c.env("MTOOLS_SKIP_CHECK", "1");
-    c
-}
-
-/// What the EFI system partition holds.
-struct EspContent {
-    /// Directories to make, parents first.
-    dirs: &'static [&'static str],
-    /// Files copied from the store, with their ESP paths.
-    files: Vec<(PathBuf, &'static str)>,
-    /// Generated files: ESP path and text.
-    texts: Vec<(&'static str, String)>,
-}
-
-fn write_esp(
-    disk: &Path,
-    layout: &Layout,
-    ids: &Ids,
-    content: &EspContent,
-    state: &Path,
-    log: &Path,
-) -> Result<(), BuildError> {
-    let fat = |prog: &str| {
-        let mut c = mtools(prog);
-        c.env("SOURCE_DATE_EPOCH", FAT_EPOCH);
-        c
-    };
-    // No volume label: mkfs.vfat stamps its directory entry with the
-    // current time whatever SOURCE_DATE_EPOCH says. FAT16, which UEFI
-    // firmware reads: mkfs.vfat would size the FAT by the whole disk.
-    tools::run(
-        fat("mkfs.vfat")
-            .args(["-F", "16"])
-            .arg(format!("--offset={}", layout.esp_offset / 512))
-            .args(["-i", &ids.fat_volume])
-            .arg(disk)
-            .arg((ESP_SIZE / 1024).to_string()),
-        None,
-        log,
-    )?;
-    let img = mtools_image(disk, layout.esp_offset);
-    tools::run(fat("mmd").args(["-i", &img]).args(content.dirs), None, log)?;
-    let generated = TempTree::new(&state.join("work"), "esp")?;
-    let mut copies: Vec<(PathBuf, &str)> = content.files.clone();
-    for (i, (dst, text)) in content.texts.iter().enumerate() {
-        let p = generated.path().join(i.to_string());
-        fs::write(&p, text).map_err(|e| BuildError::Io(p.clone(), e))?;
-        copies.push((p, dst));
-    }
-    for (src, dst) in copies {
-        tools::run(
-            fat("mcopy").args(["-o", "-i", &img]).arg(src).arg(dst),
-            None,
-            log,
-        )?;
-    }
-    Ok(())
-}
-
-/// Fixed time for e2fsprogs (it takes 0 as "unset").
-const E2FS_TIME: &str = "1";
-
-fn write_root(
-    disk: &Path,
-    layout: &Layout,
-    ids: &Ids,
-    tree: &Path,
-    log: &Path,
-) -> Result<(), BuildError> {
-    tools::run(
-        Command::new("mke2fs")
-            .env("E2FSPROGS_FAKE_TIME", E2FS_TIME)
-            .args([
-                "-q",
-                "-F",
-                "-t",
-                "ext4",
-                "-b",
-                "4096",
-                "-L",
-                ROOT_LABEL,
-                "-U",
-                &ids.root_fs,
-            ])
-            .arg("-E")
-            .arg(format!(
-                "offset={},hash_seed={},root_owner=0:0,lazy_itable_init=1,nodiscard",
-                layout.root_offset, ids.hash_seed
-            ))
-            .arg("-d")
-            .arg(tree)
-            .arg(disk)
-            .arg(format!("{}k", layout.root_size / 1024)),
-        None,
-        log,
-    )?;
-    // mke2fs copies each file's change and access times from the tree;
-    // neither can be set on the host, so debugfs sets them in the image.
-    let fs_arg = format!("{}?offset={}", disk.display(), layout.root_offset);
-    let dump = tools::run(Command::new("dumpe2fs").arg(&fs_arg), None, log)?;
-    let used = used_inodes(&dump)
-        .ok_or_else(|| BuildError::Internal("cannot read dumpe2fs's inode counts".into()))?;
-    let mut cmds = String::new();
-    for i in used {
-        cmds.push_str(&format!(
-            "sif <{i}> ctime {E2FS_TIME}\nsif <{i}> atime {E2FS_TIME}\n"
-        ));
-    }
-    // A file, not stdin: debugfs echoes every command, and a pipe of
-    // those would fill while we were still writing.
-    let cmd_file = log.with_file_name("debugfs-times.cmd");
-    fs::write(&cmd_file, cmds).map_err(|e| BuildError::Io(cmd_file.clone(), e))?;
-    tools::run(
-        Command::new("debugfs")
-            .env("E2FSPROGS_FAKE_TIME", E2FS_TIME)
-            .arg("-w")
-            .arg("-f")
-            .arg(&cmd_file)
-            .arg(&fs_arg),
-        None,
-        log,
-    )?;
-    let _ = fs::remove_file(&cmd_file);
-    Ok(())
-}
-
-/// The inode numbers in use, from `dumpe2fs`'s inode count and each
-/// group's `Free inodes:` ranges.
-fn used_inodes(dump: &str) -> Option<Vec<u64>> {
-    let count: u64 = dump
-        .lines()
-        .find_map(|l| l.strip_prefix("Inode count:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    let mut free = vec![false; count as usize + 1];
-    for l in dump.lines() {
-        let Some(ranges) = l.trim().strip_prefix("Free inodes: ") else {
-            continue;
-        };
-        for r in ranges.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-            let (a, b) = r.split_once('-').unwrap_or((r, r));
-            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            for i in a..=b.min(count) {
-                free[i as usize] = true;
-            }
-        }
-    }
-    Some((1..=count).filter(|i| !free[*i as usize]).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn used_inodes_are_those_not_listed_free() {
-        let dump = "Inode count:              24\n\
-                    Group 0: (Blocks 0-32767)\n  Free inodes: 5-8, 10\n\
-                    Group 1: (Blocks 32768-65535)\n  Free inodes: \n\
-                    Group 2: (Blocks 65536-98303)\n  Free inodes: 17-24\n";
-        assert_eq!(
-            used_inodes(dump).unwrap(),
-            vec![1, 2, 3, 4, 9, 11, 12, 13, 14, 15, 16]
-        );
-        assert!(used_inodes("nothing").is_none());
-    }
-
-    #[test]
-    fn cmdline_names_the_system_and_init_only_in_pid1_mode() {
-        let pid1 = kernel_cmdline(
-            "abc-system-x",
-            "abc",
-            InitMode::ShepherdPid1,
-            "def-fruix-agent-0.1.0",
-        );
-        assert!(pid1.contains("fruix.system=/frx/store/abc-system-x fruix.digest=abc"));
-        assert!(pid1.ends_with("init=/frx/store/def-fruix-agent-0.1.0/bin/fruix-agent"));
-        let rc = kernel_cmdline("abc-system-x", "abc", InitMode::RcShepherd, "def");
-        assert!(!rc.contains("init="));
-        assert!(rc.contains("root=LABEL=fruix-root"));
     }
 }

@@ -11,9 +11,11 @@ use filetime::FileTime;
 use fruix_activation::{ActivateOptions, GuestRoot};
 use fruix_store::{ItemName, StoreRoot};
 
-use crate::build::BuildError;
-use crate::build::target::GenFile;
+use fruix_activation::platform::GuestOs;
+
 use crate::declaration::{InitMode, Os};
+use crate::error::BuildError;
+use crate::target::GenFile;
 
 /// The version of what [`stage`] makes; a change to it must bump this, so
 /// that trees staged by an older `fruix` are not reused.
@@ -111,15 +113,22 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
         // FreeBSD's in rc mode: its accounts need FreeBSD's pwd_mkdb, so
         // the loader's init_script activates before /etc/rc.
         (_, InitMode::ShepherdPid1) | (Os::Freebsd, InitMode::RcShepherd) => {
-            fruix_activation::top_level_links(&guest, &runtime)
-                .map_err(|e| BuildError::Input(format!("image: top-level links: {e}")))?;
+            fruix_activation::top_level_links(&guest, &runtime).map_err(|e| {
+                BuildError::Input(format!(
+                    "image: top-level links: {}",
+                    fruix_system::chain(&e)
+                ))
+            })?;
         }
         // The classic init reads /etc (inittab, rc scripts) before any rc
         // script can activate anything: the image carries the first
         // activation, and the boot's fruix-activate completes it (host
         // keys are made there, so that no two guests share them).
         (Os::Linux, InitMode::RcShepherd) => {
-            let platform = fruix_activation::platform::native();
+            // The guest's platform, not the build host's: a FreeBSD
+            // build host writes a Linux image's /etc/passwd, not its
+            // master.passwd.
+            let platform = fruix_activation::platform::for_os(GuestOs::Linux);
             let ledger = fruix_activation::activate_with(
                 &guest,
                 &system,

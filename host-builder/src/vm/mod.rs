@@ -12,7 +12,7 @@
 //! signal), and is killed on timeout, on SIGINT/SIGTERM and when asked to
 //! stop once ready.
 
-pub mod console;
+mod error;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -21,11 +21,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::build::{BuildError, TempTree};
 use crate::declaration::Firmware;
-use crate::image::{esp_paths, mtools, mtools_image, tools};
+use crate::error::TempTree;
+use crate::image::esp_paths;
 use crate::platform;
-use console::{ConsoleReport, ConsoleWatch};
+use crate::tools;
+use crate::tools::ToolError;
+use crate::tools::{mtools, mtools_image};
+pub use error::VmError;
+use fruix_system::report::{ConsoleWatch, Report as ConsoleReport};
 
 /// The accelerator asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -88,7 +92,7 @@ pub struct VmReport {
 impl VmReport {
     /// True when the guest reported ready or degraded.
     pub fn is_ready(&self) -> bool {
-        self.report.as_ref().is_some_and(ConsoleReport::is_ready)
+        self.report.as_ref().is_some_and(|r| r.outcome.is_usable())
     }
 
     /// True when the guest's kernel panicked before the agent reported.
@@ -132,7 +136,7 @@ impl Drop for Qemu {
 
 /// SIGINT, SIGTERM and SIGHUP, noted rather than obeyed, so that QEMU is
 /// stopped before we exit.
-pub fn stop_signals() -> Result<Arc<AtomicBool>, BuildError> {
+pub fn stop_signals() -> Result<Arc<AtomicBool>, VmError> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [
         signal_hook::consts::SIGINT,
@@ -140,17 +144,17 @@ pub fn stop_signals() -> Result<Arc<AtomicBool>, BuildError> {
         signal_hook::consts::SIGHUP,
     ] {
         signal_hook::flag::register(sig, Arc::clone(&flag))
-            .map_err(|e| BuildError::Io(PathBuf::from("signal handler"), e))?;
+            .map_err(|e| VmError::Io(PathBuf::from("signal handler"), e))?;
     }
     Ok(flag)
 }
 
-fn free_port() -> Result<u16, BuildError> {
+fn free_port() -> Result<u16, VmError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| BuildError::Io(PathBuf::from("127.0.0.1:0"), e))?;
+        .map_err(|e| VmError::Io(PathBuf::from("127.0.0.1:0"), e))?;
     l.local_addr()
         .map(|a| a.port())
-        .map_err(|e| BuildError::Io(PathBuf::from("127.0.0.1:0"), e))
+        .map_err(|e| VmError::Io(PathBuf::from("127.0.0.1:0"), e))
 }
 
 /// The first of `paths` that exists.
@@ -159,10 +163,10 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
 }
 
 /// The ESP's byte offset in a raw GPT disk, from `sfdisk --json`.
-fn esp_offset(image: &Path, log: &Path) -> Result<u64, BuildError> {
+fn esp_offset(image: &Path, log: &Path) -> Result<u64, VmError> {
     let out = tools::run(Command::new("sfdisk").arg("--json").arg(image), None, log)?;
-    let v: serde_json::Value = serde_json::from_str(&out)
-        .map_err(|e| BuildError::Input(format!("{}: sfdisk --json: {e}", image.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| VmError::Sfdisk(image.to_owned(), e))?;
     let parts = v["partitiontable"]["partitions"]
         .as_array()
         .cloned()
@@ -177,12 +181,7 @@ fn esp_offset(image: &Path, log: &Path) -> Result<u64, BuildError> {
         })
         .and_then(|p| p["start"].as_u64())
         .map(|s| s * sector)
-        .ok_or_else(|| {
-            BuildError::Input(format!(
-                "{}: no EFI system partition (is it an image `fruix system image` wrote?)",
-                image.display()
-            ))
-        })
+        .ok_or_else(|| VmError::NoEsp(image.to_owned()))
 }
 
 /// The kernel, initrd and command line of the image's loader entry, for
@@ -191,7 +190,7 @@ fn direct_boot_files(
     image: &Path,
     dir: &Path,
     log: &Path,
-) -> Result<(PathBuf, PathBuf, String), BuildError> {
+) -> Result<(PathBuf, PathBuf, String), VmError> {
     let offset = esp_offset(image, log)?;
     let img = mtools_image(image, offset);
     // The loader entry first: a FreeBSD image has none (its loader reads
@@ -204,11 +203,8 @@ fn direct_boot_files(
     .map_err(|e| match e {
         // mtype ran and found no entry; any other error (mtools missing)
         // is itself.
-        BuildError::Tool { .. } => BuildError::Input(format!(
-            "{}: no Linux loader entry on its EFI system partition: direct boot is for Linux images, boot this one with --firmware uefi",
-            image.display()
-        )),
-        other => other,
+        ToolError::Failed { .. } => VmError::NoLoaderEntry(image.to_owned()),
+        other => VmError::Tool(other),
     })?;
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
@@ -222,12 +218,7 @@ fn direct_boot_files(
     let cmdline = entry
         .lines()
         .find_map(|l| l.strip_prefix("options "))
-        .ok_or_else(|| {
-            BuildError::Input(format!(
-                "{}: the loader entry has no options line",
-                image.display()
-            ))
-        })?
+        .ok_or_else(|| VmError::NoOptions(image.to_owned()))?
         .trim()
         .to_owned();
     Ok((kernel, initrd, cmdline))
@@ -243,12 +234,9 @@ fn disk_format(image: &Path) -> &'static str {
 }
 
 /// Starts QEMU for `opts`; returns it with what the report needs.
-pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static str), BuildError> {
+pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static str), VmError> {
     if !opts.image.is_file() {
-        return Err(BuildError::Input(format!(
-            "{}: no such image",
-            opts.image.display()
-        )));
+        return Err(VmError::NoImage(opts.image.clone()));
     }
     let log = opts.console_log.with_extension("tools.log");
     let accel = match opts.accel {
@@ -291,10 +279,7 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
     match opts.firmware {
         Firmware::Direct => {
             if disk_format(&opts.image) != "raw" {
-                return Err(BuildError::Input(format!(
-                    "{}: direct boot reads the kernel from a raw image; use --firmware uefi for qcow2 and vhd",
-                    opts.image.display()
-                )));
+                return Err(VmError::DirectNeedsRaw(opts.image.clone()));
             }
             let (kernel, initrd, mut cmdline) = direct_boot_files(&opts.image, work.path(), &log)?;
             for a in &opts.append {
@@ -307,27 +292,21 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
         }
         Firmware::Uefi => {
             if !opts.append.is_empty() {
-                return Err(BuildError::Input(
-                    "--append needs --firmware direct: under UEFI the loader entry on the image gives the command line".into(),
-                ));
+                return Err(VmError::AppendNeedsDirect);
             }
             let code = first_existing(&[
                 "/usr/share/OVMF/OVMF_CODE_4M.fd",
                 "/usr/share/OVMF/OVMF_CODE.fd",
                 "/usr/share/qemu/OVMF_CODE.fd",
             ])
-            .ok_or_else(|| {
-                BuildError::Input("no OVMF firmware (install the ovmf package)".into())
-            })?;
+            .ok_or(VmError::NoOvmf("firmware"))?;
             let vars_src = first_existing(&[
                 "/usr/share/OVMF/OVMF_VARS_4M.fd",
                 "/usr/share/OVMF/OVMF_VARS.fd",
             ])
-            .ok_or_else(|| {
-                BuildError::Input("no OVMF variable store (install the ovmf package)".into())
-            })?;
+            .ok_or(VmError::NoOvmf("variable store"))?;
             let vars = work.path().join("OVMF_VARS.fd");
-            fs::copy(&vars_src, &vars).map_err(|e| BuildError::Io(vars_src.clone(), e))?;
+            fs::copy(&vars_src, &vars).map_err(|e| VmError::Io(vars_src.clone(), e))?;
             cmd.arg("-drive").arg(format!(
                 "if=pflash,format=raw,readonly=on,file={}",
                 code.display()
@@ -352,14 +331,10 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
     cmd.arg("-serial")
         .arg(format!("file:{}", opts.console_log.display()));
     let qemu_log = opts.console_log.with_extension("qemu.log");
-    let err = fs::File::create(&qemu_log).map_err(|e| BuildError::Io(qemu_log.clone(), e))?;
+    let err = fs::File::create(&qemu_log).map_err(|e| VmError::Io(qemu_log.clone(), e))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
     platform::kill_with_parent(&mut cmd);
-    let child = cmd.spawn().map_err(|e| {
-        BuildError::Input(format!(
-            "cannot run qemu-system-x86_64: {e} (scripts/setup installs it)"
-        ))
-    })?;
+    let child = cmd.spawn().map_err(VmError::Qemu)?;
     Ok((Qemu { child }, port, accel))
 }
 
@@ -392,7 +367,7 @@ pub fn wait_ready(
         };
     loop {
         if let Some(r) = watch.poll(&opts.console_log) {
-            let failure = (!r.is_ready()).then(|| {
+            let failure = (!r.outcome.is_usable()).then(|| {
                 format!(
                     "the agent reported ready_marker={}",
                     r.get("ready_marker").unwrap_or("?")

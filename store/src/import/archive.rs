@@ -48,9 +48,9 @@ pub fn import_archive(
     src: &Path,
     _opts: &ImportOptions,
 ) -> Result<ImportOutcome, ImportError> {
-    let file = File::open(src).at(src)?;
+    let file = File::open(src).at(src, "open")?;
     let mut reader = BufReader::with_capacity(BUF_SIZE, file);
-    let head = reader.fill_buf().at(src)?.to_vec();
+    let head = reader.fill_buf().at(src, "read")?.to_vec();
     let bad = |message: String| ImportError::Archive {
         path: src.to_owned(),
         message,

@@ -37,7 +37,7 @@ pub fn derive_item(
             } => {
                 let dst = b.reserve_file(&e.path, 0o444)?;
                 let src = join_rel(&parent_dir, &e.path);
-                std::fs::hard_link(&src, &dst).at(&dst)?;
+                std::fs::hard_link(&src, &dst).at(&dst, "create hard link")?;
                 b.set_file(&e.path, *executable, *size, *sha256);
             }
         }

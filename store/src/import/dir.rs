@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::{ImportOptions, ImportOutcome, ItemBuilder, write_item_file};
+use crate::digest::Digest;
 use crate::error::{ImportError, IoContext};
 use crate::escape::escape;
-use crate::name::Digest;
 use crate::pool;
 use crate::root::StoreRoot;
 
@@ -35,7 +35,7 @@ pub fn import_dir(
     src: &Path,
     opts: &ImportOptions,
 ) -> Result<ImportOutcome, ImportError> {
-    let top = fs::metadata(src).at(src)?;
+    let top = fs::metadata(src).at(src, "read metadata")?;
     if !top.is_dir() {
         return Err(ImportError::BadSource {
             path: src.to_owned(),
@@ -50,8 +50,8 @@ pub fn import_dir(
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(src.to_owned(), Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
         let mut children = Vec::new();
-        for e in fs::read_dir(&dir).at(&dir)? {
-            children.push(e.at(&dir)?.file_name());
+        for e in fs::read_dir(&dir).at(&dir, "read directory")? {
+            children.push(e.at(&dir, "read directory")?.file_name());
         }
         // Sorted, so that the first of a set of hard links is always the same.
         children.sort();
@@ -62,13 +62,13 @@ pub fn import_dir(
                 crel.push(b'/');
             }
             crel.extend_from_slice(name.as_bytes());
-            let m = fs::symlink_metadata(&path).at(&path)?;
+            let m = fs::symlink_metadata(&path).at(&path, "read metadata")?;
             let ft = m.file_type();
             if ft.is_dir() {
                 b.add_dir(&crel, m.mode())?;
                 stack.push((path, crel));
             } else if ft.is_symlink() {
-                let target = fs::read_link(&path).at(&path)?;
+                let target = fs::read_link(&path).at(&path, "read link")?;
                 b.add_symlink(&crel, target.as_os_str().as_bytes())?;
             } else if ft.is_file() {
                 if m.nlink() > 1 {
@@ -100,8 +100,9 @@ pub fn import_dir(
     jobs.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.rel.cmp(&b.rel)));
     let done: Mutex<Vec<Copied>> = Mutex::new(Vec::with_capacity(jobs.len()));
     pool::run(opts.jobs, &jobs, |job, buf| {
-        let mut f = File::open(&job.src).at(&job.src)?;
-        let (d, n) = write_item_file(&job.dst, job.executable, &mut f, buf).at(&job.dst)?;
+        let mut f = File::open(&job.src).at(&job.src, "open")?;
+        let (d, n) =
+            write_item_file(&job.dst, job.executable, &mut f, buf).at(&job.dst, "write")?;
         done.lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((job.rel.clone(), job.executable, n, d));

@@ -27,11 +27,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::digest::Digest;
 use crate::error::{ImportError, IoContext};
 use crate::escape::escape;
 use crate::hash::copy_hashing;
 use crate::manifest::{Entry, EntryKind, MODE_DIR, MODE_EXEC, MODE_FILE, Manifest};
-use crate::name::{Digest, ItemName, validate_package_name};
+use crate::name::{ItemName, validate_package_name};
 use crate::root::{RootLock, StoreRoot, join_rel, remove_tree};
 
 /// Seconds since the epoch of the mtime (and atime) of everything in an
@@ -122,9 +123,9 @@ impl<'r> ItemBuilder<'r> {
             WORK_COUNTER.fetch_add(1, Ordering::Relaxed),
             package
         ));
-        fs::create_dir(&work).at(&work)?;
+        fs::create_dir(&work).at(&work, "create directory")?;
         let item = work.join("item");
-        fs::create_dir(&item).at(&item)?;
+        fs::create_dir(&item).at(&item, "create directory")?;
         let mut nodes = BTreeMap::new();
         nodes.insert(Vec::new(), Node::Dir);
         Ok(ItemBuilder {
@@ -180,7 +181,7 @@ impl<'r> ItemBuilder<'r> {
                 }
                 None => {
                     let p = self.dest(anc);
-                    fs::create_dir(&p).at(&p)?;
+                    fs::create_dir(&p).at(&p, "create directory")?;
                     self.nodes.insert(anc.to_vec(), Node::Dir);
                 }
             }
@@ -197,7 +198,7 @@ impl<'r> ItemBuilder<'r> {
                 // A later archive entry of the same path replaces the earlier
                 // one, as tar(1) extraction does.
                 let p = self.dest(rel);
-                fs::remove_file(&p).at(&p)?;
+                fs::remove_file(&p).at(&p, "remove")?;
                 self.nodes.remove(rel);
                 Ok(false)
             }
@@ -209,7 +210,7 @@ impl<'r> ItemBuilder<'r> {
         self.note_mode(rel, mode);
         if !self.prepare(rel, true)? {
             let p = self.dest(rel);
-            fs::create_dir(&p).at(&p)?;
+            fs::create_dir(&p).at(&p, "create directory")?;
             self.nodes.insert(rel.to_vec(), Node::Dir);
         }
         Ok(())
@@ -228,7 +229,7 @@ impl<'r> ItemBuilder<'r> {
         self.prepare(rel, false)?;
         let p = self.dest(rel);
         let executable = mode & 0o111 != 0;
-        let (sha256, size) = write_item_file(&p, executable, r, buf).at(&p)?;
+        let (sha256, size) = write_item_file(&p, executable, r, buf).at(&p, "write")?;
         self.set_file(rel, executable, size, sha256);
         Ok(())
     }
@@ -258,8 +259,10 @@ impl<'r> ItemBuilder<'r> {
         self.prepare(rel, false)?;
         let p = self.dest(rel);
         use std::os::unix::ffi::OsStrExt;
-        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &p).at(&p)?;
-        filetime::set_symlink_file_times(&p, item_mtime().into(), item_mtime().into()).at(&p)?;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &p)
+            .at(&p, "create symbolic link")?;
+        filetime::set_symlink_file_times(&p, item_mtime().into(), item_mtime().into())
+            .at(&p, "set times")?;
         self.nodes.insert(rel.to_vec(), Node::Link(target.to_vec()));
         Ok(())
     }
@@ -281,7 +284,7 @@ impl<'r> ItemBuilder<'r> {
         }
         self.prepare(rel, false)?;
         let (from, to) = (self.dest(target), self.dest(rel));
-        fs::hard_link(&from, &to).at(&to)?;
+        fs::hard_link(&from, &to).at(&to, "create hard link")?;
         self.nodes.insert(rel.to_vec(), node);
         Ok(())
     }
@@ -293,14 +296,15 @@ impl<'r> ItemBuilder<'r> {
         for (rel, node) in self.nodes.iter().rev() {
             if let Node::Dir = node {
                 let p = join_rel(&self.item, rel);
-                fs::set_permissions(&p, fs::Permissions::from_mode(MODE_DIR)).at(&p)?;
-                let f = File::open(&p).at(&p)?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(MODE_DIR))
+                    .at(&p, "set permissions")?;
+                let f = File::open(&p).at(&p, "open")?;
                 f.set_times(
                     FileTimes::new()
                         .set_accessed(item_mtime())
                         .set_modified(item_mtime()),
                 )
-                .at(&p)?;
+                .at(&p, "set times")?;
             }
         }
         let entries = self
@@ -334,19 +338,19 @@ impl<'r> ItemBuilder<'r> {
         let existed = final_item.is_dir() && final_manifest.is_file();
         if !existed {
             let tmp_manifest = self.work.join("manifest");
-            write_synced(&tmp_manifest, &bytes).at(&tmp_manifest)?;
-            fs::rename(&tmp_manifest, &final_manifest).at(&final_manifest)?;
+            write_synced(&tmp_manifest, &bytes).at(&tmp_manifest, "write")?;
+            fs::rename(&tmp_manifest, &final_manifest).at(&final_manifest, "rename into place")?;
             if final_item.exists() {
                 // An item without its manifest can only be a damaged one.
-                remove_tree(&final_item).at(&final_item)?;
+                remove_tree(&final_item).at(&final_item, "remove damaged item")?;
             }
-            rename_item(&self.item, &final_item).at(&final_item)?;
+            rename_item(&self.item, &final_item).at(&final_item, "rename into place")?;
             for d in [self.root.manifests_dir(), self.root.store_dir()] {
-                File::open(&d).and_then(|f| f.sync_all()).at(&d)?;
+                File::open(&d).and_then(|f| f.sync_all()).at(&d, "sync")?;
             }
         }
         self.finished = true;
-        remove_tree(&self.work).at(&self.work)?;
+        remove_tree(&self.work).at(&self.work, "remove work directory")?;
         Ok(ImportOutcome {
             name,
             path: final_item,

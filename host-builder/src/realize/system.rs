@@ -33,11 +33,15 @@ use std::fs;
 use std::path::Path;
 
 use fruix_store::{ItemName, StoreRoot};
+use fruix_system::closure::{self, ClosureEntry, Role};
+use fruix_system::config::{
+    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, SshdConfig, SystemConfig,
+};
 
-use super::BuildError;
-use super::realize::{Origin, Realized};
-use super::target::{self, GenFile};
+use super::packages::{Origin, Realized};
 use crate::declaration::{InitMode, Loaded, Os};
+use crate::error::BuildError;
+use crate::target::{self, GenFile};
 
 /// One line of the closure.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -45,7 +49,7 @@ pub struct ClosureItem {
     /// The item.
     pub item: ItemName,
     /// Its roles: `kernel`, `bootloader`, `base`, `agent`.
-    pub roles: Vec<&'static str>,
+    pub roles: Vec<Role>,
     /// Its origin.
     pub origin: Origin,
     /// The declared package (or `fruix-agent`).
@@ -62,7 +66,7 @@ pub fn closure(
 ) -> Vec<ClosureItem> {
     let d = &loaded.decl;
     let mut by_pkg: BTreeMap<String, ClosureItem> = BTreeMap::new();
-    let mut add = |pkg: &str, role: &'static str, r: &Realized| {
+    let mut add = |pkg: &str, role: Role, r: &Realized| {
         let e = by_pkg.entry(pkg.to_owned()).or_insert_with(|| ClosureItem {
             item: r.item.clone(),
             roles: Vec::new(),
@@ -74,8 +78,8 @@ pub fn closure(
         }
     };
     for (role, pkg) in [
-        ("kernel", d.kernel.get_ref()),
-        ("bootloader", d.bootloader.get_ref()),
+        (Role::Kernel, d.kernel.get_ref()),
+        (Role::Bootloader, d.bootloader.get_ref()),
     ] {
         if let Some(r) = realized.get(pkg) {
             add(pkg, role, r);
@@ -83,10 +87,10 @@ pub fn closure(
     }
     for p in &d.base_packages {
         if let Some(r) = realized.get(p.get_ref()) {
-            add(p.get_ref(), "base", r);
+            add(p.get_ref(), Role::Base, r);
         }
     }
-    add("fruix-agent", "agent", agent);
+    add("fruix-agent", Role::Agent, agent);
     let mut v: Vec<ClosureItem> = by_pkg.into_values().collect();
     v.sort_by(|a, b| a.item.cmp(&b.item));
     v
@@ -104,22 +108,22 @@ pub fn write_tree(
     let os = *d.os.get_ref();
     let w = |rel: &str, text: &str, mode: u32| write(dir, rel, text, mode);
 
-    let mut lines = String::new();
     for c in closure {
-        let _ = writeln!(
-            lines,
-            "{} {} {}",
-            c.item,
-            c.roles.join(","),
-            c.origin.as_str()
-        );
         let from = root.manifest_path(&c.item);
         let to = dir.join("manifests").join(format!("{}.mtree", c.item));
         fs::create_dir_all(dir.join("manifests"))
             .map_err(|e| BuildError::Io(dir.join("manifests"), e))?;
         fs::copy(&from, &to).map_err(|e| BuildError::Io(from.clone(), e))?;
     }
-    w("closure", &lines, 0o444)?;
+    let entries: Vec<ClosureEntry> = closure
+        .iter()
+        .map(|c| ClosureEntry {
+            item: c.item.clone(),
+            roles: c.roles.clone(),
+            origin: c.origin,
+        })
+        .collect();
+    w(closure::CLOSURE, &closure::to_text(&entries), 0o444)?;
 
     let host = d.host_name.get_ref();
     w("etc/hostname", &format!("{host}\n"), 0o444)?;
@@ -139,7 +143,7 @@ pub fn write_tree(
     };
     let agent = closure
         .iter()
-        .find(|c| c.roles.contains(&"agent"))
+        .find(|c| c.roles.contains(&Role::Agent))
         .map(|c| c.item.to_string())
         .unwrap_or_default();
     let runtime = d
@@ -165,12 +169,17 @@ pub fn write_tree(
         .filter(|r| r.path.join("lib/guile/3.0/extensions").is_dir())
         .map(|r| r.item.to_string())
         .collect();
+    let config = agent_config(loaded, &runtime, &agent, &shepherd, &extensions)?;
     w(
-        "etc/fruix/system.toml",
-        &agent_config(loaded, &runtime, &agent, &shepherd, &extensions),
+        fruix_system::config::SYSTEM_TOML,
+        &config.to_toml().map_err(format_error)?,
         0o444,
     )?;
-    w("etc/fruix/accounts.toml", &accounts(loaded), 0o444)?;
+    w(
+        fruix_system::config::ACCOUNTS_TOML,
+        &accounts(loaded)?.to_toml().map_err(format_error)?,
+        0o444,
+    )?;
 
     let port = d.services.sshd.as_ref().map_or(22, |s| *s.port.get_ref());
     if let Some(sshd) = &d.services.sshd {
@@ -239,7 +248,7 @@ pub fn write_tree(
 /// `export` lines for the Guile paths that find Shepherd's modules and the
 /// extensions in the store; the agent's `init` sets the same ones.
 fn guile_env(shepherd: &str, extensions: &[String]) -> String {
-    let vars = fruix_activation::config::guile_env(shepherd, extensions);
+    let vars = fruix_system::guile_env(shepherd, extensions);
     let mut s: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let names: Vec<&str> = vars.iter().map(|(k, _)| k.as_str()).collect();
     s.push_str(&format!("export {}\n", names.join(" ")));
@@ -263,34 +272,13 @@ fn write(dir: &Path, rel: &str, text: &str, mode: u32) -> Result<(), BuildError>
     .write_into(dir)
 }
 
-/// A TOML string literal.
-fn q(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+fn format_error(e: fruix_system::FormatError) -> BuildError {
+    BuildError::Input(e.to_string())
 }
 
 /// The values of declared strings, without their places in the file.
 fn values(v: &[toml::Spanned<String>]) -> Vec<String> {
     v.iter().map(|x| x.get_ref().clone()).collect()
-}
-
-fn list(items: &[String]) -> String {
-    format!(
-        "[{}]",
-        items.iter().map(|s| q(s)).collect::<Vec<_>>().join(", ")
-    )
 }
 
 fn agent_config(
@@ -299,72 +287,86 @@ fn agent_config(
     agent: &str,
     shepherd: &str,
     extensions: &[String],
-) -> String {
+) -> Result<SystemConfig, BuildError> {
     let d = &loaded.decl;
-    let mut s =
-        String::from("# Generated by `fruix system build`: the agent's view of this system.\n");
-    let _ = writeln!(s, "host-name = {}", q(d.host_name.get_ref()));
-    let _ = writeln!(s, "boot-mode = {}", q(d.init.as_str()));
-    let _ = writeln!(s, "store-verify = {}", q(d.agent.store_verify.as_str()));
-    let _ = writeln!(s, "gate = {}", list(&values(&d.agent.gate)));
-    let _ = writeln!(s, "runtime = {}", q(runtime));
-    let _ = writeln!(s, "agent = {}", q(agent));
-    let _ = writeln!(s, "shepherd = {}", q(shepherd));
-    let _ = writeln!(s, "guile-extensions = {}", list(extensions));
-    let _ = writeln!(s, "base-packages = {}", list(&values(&d.base_packages)));
-    let _ = writeln!(s, "setuid-programs = {}", list(&values(&d.setuid_programs)));
-    if let Some(sshd) = &d.services.sshd {
-        let _ = writeln!(s, "\n[sshd]\nport = {}", sshd.port.get_ref());
-    }
-    for p in &d.agent.probes {
-        let _ = writeln!(
-            s,
-            "\n[[probes]]\nname = {}\ncommand = {}\ntimeout = {}",
-            q(p.name.get_ref()),
-            list(p.command.get_ref()),
-            p.timeout.get_ref()
-        );
-        if !p.environment.is_empty() {
-            let env: Vec<String> = p
-                .environment
-                .iter()
-                .map(|(k, v)| format!("{} = {}", q(k), q(v)))
-                .collect();
-            let _ = writeln!(s, "environment = {{ {} }}", env.join(", "));
-        }
-    }
-    s
+    Ok(SystemConfig {
+        host_name: d.host_name.get_ref().clone(),
+        boot_mode: d.init.as_str().to_owned(),
+        store_verify: d.agent.store_verify.as_str().to_owned(),
+        gate: values(&d.agent.gate),
+        runtime: runtime.to_owned(),
+        agent: agent.to_owned(),
+        shepherd: shepherd.to_owned(),
+        guile_extensions: extensions.to_vec(),
+        base_packages: values(&d.base_packages),
+        setuid_programs: values(&d.setuid_programs),
+        sshd: d
+            .services
+            .sshd
+            .as_ref()
+            .map(|s| {
+                Ok::<_, BuildError>(SshdConfig {
+                    port: number(*s.port.get_ref(), "sshd port")?,
+                })
+            })
+            .transpose()?,
+        probes: d
+            .agent
+            .probes
+            .iter()
+            .map(|p| {
+                Ok(ProbeConfig {
+                    name: p.name.get_ref().clone(),
+                    command: p.command.get_ref().clone(),
+                    timeout: number(*p.timeout.get_ref(), "probe timeout")?,
+                    environment: p
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                })
+            })
+            .collect::<Result<_, BuildError>>()?,
+    })
 }
 
-fn accounts(loaded: &Loaded) -> String {
+/// A declared number the declaration checks have put in range.
+fn number<T: TryFrom<i64>>(v: i64, what: &str) -> Result<T, BuildError> {
+    T::try_from(v).map_err(|_| BuildError::Input(format!("{what} {v} is out of range")))
+}
+
+fn accounts(loaded: &Loaded) -> Result<DeclaredAccounts, BuildError> {
     let d = &loaded.decl;
-    let mut s = String::from("# Generated by `fruix system build`: declared groups and users.\n");
-    for g in &d.groups {
-        let _ = writeln!(
-            s,
-            "\n[[groups]]\nname = {}\ngid = {}",
-            q(g.name.get_ref()),
-            g.gid.get_ref()
-        );
-    }
-    for u in &d.users {
-        let home = u
-            .home
-            .as_ref()
-            .map(|h| h.get_ref().clone())
-            .unwrap_or_else(|| format!("/home/{}", u.name.get_ref()));
-        let _ = writeln!(
-            s,
-            "\n[[users]]\nname = {}\nuid = {}\ngroup = {}\nhome = {}\nshell = {}\ncomment = {}",
-            q(u.name.get_ref()),
-            u.uid.get_ref(),
-            q(u.group.get_ref()),
-            q(&home),
-            q(&u.shell),
-            q(&u.comment)
-        );
-    }
-    s
+    Ok(DeclaredAccounts {
+        groups: d
+            .groups
+            .iter()
+            .map(|g| {
+                Ok(DeclaredGroup {
+                    name: g.name.get_ref().clone(),
+                    gid: number(*g.gid.get_ref(), "gid")?,
+                })
+            })
+            .collect::<Result<_, BuildError>>()?,
+        users: d
+            .users
+            .iter()
+            .map(|u| {
+                Ok(DeclaredUser {
+                    name: u.name.get_ref().clone(),
+                    uid: number(*u.uid.get_ref(), "uid")?,
+                    group: u.group.get_ref().clone(),
+                    home: u
+                        .home
+                        .as_ref()
+                        .map(|h| h.get_ref().clone())
+                        .unwrap_or_else(|| format!("/home/{}", u.name.get_ref())),
+                    shell: u.shell.clone(),
+                    comment: u.comment.clone(),
+                })
+            })
+            .collect::<Result<_, BuildError>>()?,
+    })
 }
 
 fn sshd_config(port: i64, os: Os) -> String {

@@ -10,8 +10,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use super::BuildError;
 use crate::declaration::Os;
+use crate::error::BuildError;
 
 /// A file of the system item's tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,15 +113,9 @@ pub fn network_service(os: Os) -> String {
 /// The FreeBSD rc.d scripts of this repository, installed as the system's
 /// `etc/rc.d/NAME`.
 const FREEBSD_RC_D: &[(&str, &str)] = &[
-    (
-        "fruix_activate",
-        include_str!("../../../rc.d/fruix_activate"),
-    ),
-    (
-        "fruix_shepherd",
-        include_str!("../../../rc.d/fruix_shepherd"),
-    ),
-    ("fruix_agent", include_str!("../../../rc.d/fruix_agent")),
+    ("fruix_activate", include_str!("../../rc.d/fruix_activate")),
+    ("fruix_shepherd", include_str!("../../rc.d/fruix_shepherd")),
+    ("fruix_agent", include_str!("../../rc.d/fruix_agent")),
 ];
 
 /// The path, inside the system item, of the script FreeBSD's init runs

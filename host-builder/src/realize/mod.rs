@@ -7,109 +7,25 @@
 //! live in the cache directory, shared by every output directory.
 
 pub mod cache;
+mod context;
 pub mod debian;
 pub mod fingerprint;
 pub mod materialize;
-pub mod progress;
-pub mod realize;
+pub mod packages;
 pub mod system;
-pub mod target;
 
 use std::fs;
-use std::io::{self, Read as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use fruix_store::{ImportError, ImportOptions, ItemName, StoreRoot};
+use fruix_store::{ImportOptions, ItemName, StoreRoot};
 
 use crate::declaration::{Loaded, Os};
+use crate::error::{BuildError, TempTree};
+use crate::progress::Progress;
 use cache::Records;
-use progress::Progress;
-use realize::{Context, Origin, Realized};
+use packages::{Context, Origin, Realized};
 use system::ClosureItem;
-
-/// Why a build failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// An input the declaration names cannot be used.
-    #[error("{0}")]
-    Input(String),
-    /// An I/O error on a path.
-    #[error("{path}: {source}", path = .0.display(), source = .1)]
-    Io(PathBuf, #[source] io::Error),
-    /// An import into the store failed.
-    #[error(transparent)]
-    Import(#[from] ImportError),
-    /// An external tool failed; its last lines and its log.
-    #[error("{tool} failed (whole log: {}): {tail}", log.display())]
-    Tool {
-        /// The tool.
-        tool: String,
-        /// Its full output.
-        log: PathBuf,
-        /// Its last lines, joined with ` | `.
-        tail: String,
-    },
-    /// A failure while realizing one package.
-    #[error("package '{package}': {source}")]
-    InPackage {
-        /// The package.
-        package: String,
-        /// What went wrong.
-        #[source]
-        source: Box<BuildError>,
-    },
-    /// A bug: something the checks of the declaration should have caught.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl BuildError {
-    /// Says which package the error is about.
-    pub fn in_package(self, package: &str) -> BuildError {
-        match self {
-            e @ BuildError::InPackage { .. } => e,
-            e => BuildError::InPackage {
-                package: package.to_owned(),
-                source: Box::new(e),
-            },
-        }
-    }
-}
-
-/// A work tree, removed when dropped.
-#[derive(Debug)]
-pub struct TempTree {
-    path: PathBuf,
-}
-
-static TREE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TempTree {
-    /// A fresh empty directory under `parent`.
-    pub fn new(parent: &Path, label: &str) -> Result<TempTree, BuildError> {
-        fs::create_dir_all(parent).map_err(|e| BuildError::Io(parent.to_owned(), e))?;
-        let path = parent.join(format!(
-            "{label}-{}-{}",
-            std::process::id(),
-            TREE_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fruix_store::root::remove_tree(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
-        fs::create_dir(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
-        Ok(TempTree { path })
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempTree {
-    fn drop(&mut self) {
-        let _ = fruix_store::root::remove_tree(&self.path);
-    }
-}
 
 /// Options of a build.
 #[derive(Clone, Debug)]
@@ -160,7 +76,7 @@ pub fn build_system(
         jobs: opts.jobs,
         progress,
     };
-    let realized = realize::realize_all(&cx)?;
+    let realized = packages::realize_all(&cx)?;
     let agent = realize_agent(&cx, &opts.agent)?;
     let closure = system::closure(loaded, &realized, &agent);
 

@@ -29,10 +29,10 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::progress::Step;
-use super::realize::Context;
-use super::{BuildError, TempTree};
+use super::context::Context;
 use crate::declaration::Materialize;
+use crate::error::{BuildError, TempTree};
+use crate::progress::Step;
 
 /// Revision of the rules; part of the package's description.
 pub const REVISION: u32 = 2;

@@ -6,32 +6,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use fruix_store::{ImportOptions, ItemName, StoreRoot};
+use fruix_store::{ImportOptions, ItemName};
 
 use super::cache::Records;
-use super::progress::Progress;
-use super::{BuildError, debian, fingerprint, materialize};
-use crate::declaration::{Loaded, Package, Source, compile_glob};
+pub use super::context::Context;
+use super::{debian, fingerprint, materialize};
+use crate::declaration::{Package, Source, compile_glob};
+use crate::error::BuildError;
 
 /// Where an item came from, as the closure records it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Origin {
-    /// Built from declared inputs.
-    Native,
-    /// Copied from the build host (`host-path`), or derived from such.
-    Host,
-}
-
-impl Origin {
-    /// The word in the closure file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Origin::Native => "native",
-            Origin::Host => "host",
-        }
-    }
-}
+pub use fruix_system::Origin;
 
 /// A package made into an item.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -47,24 +31,6 @@ pub struct Realized {
     /// True when the record of an earlier build was used and nothing was
     /// made.
     pub reused: bool,
-}
-
-/// What every realization needs.
-pub struct Context<'a> {
-    /// The declaration.
-    pub loaded: &'a Loaded,
-    /// The store root being filled.
-    pub root: &'a StoreRoot,
-    /// Realization records.
-    pub records: &'a Records,
-    /// Where work trees go (on the same file system as the root).
-    pub work_dir: PathBuf,
-    /// Where downloaded `.deb`s are kept between builds.
-    pub deb_cache: PathBuf,
-    /// Worker threads.
-    pub jobs: usize,
-    /// Progress display.
-    pub progress: &'a Progress,
 }
 
 /// Revision of the way derived packages are cut from their parent; part

@@ -16,9 +16,9 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest as _, Sha256};
 
-use super::progress::Step;
-use super::realize::Context;
-use super::{BuildError, TempTree};
+use super::context::Context;
+use crate::error::{BuildError, TempTree};
+use crate::progress::Step;
 
 /// Revision of the recipe below; part of every debian package's
 /// description, so that changing the recipe rebuilds the trees.
@@ -169,7 +169,7 @@ pub fn make_tree(
         .wait()
         .map_err(|e| BuildError::Io(PathBuf::from("mmdebstrap"), e))?;
     if !status.success() {
-        return Err(BuildError::Tool {
+        return Err(BuildError::BuildTool {
             tool: "mmdebstrap".into(),
             log: log_path,
             tail: tail.join(" | "),

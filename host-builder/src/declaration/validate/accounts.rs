@@ -1,0 +1,130 @@
+//! The `[[groups]]` and `[[users]]` sections: names, ids, primary groups
+//! and homes.
+
+use std::collections::BTreeMap;
+
+use crate::declaration::error::{DeclError, Locator};
+use crate::declaration::{Group, User};
+
+/// Groups every system has; users may name them without declaring them.
+pub const BASE_GROUPS: &[(&str, i64)] = &[("root", 0), ("users", 100)];
+
+/// Checks the groups, then the users (whose primary group must be a base
+/// group or a declared one).
+pub(super) fn check(at: &Locator<'_>, groups: &[Group], users: &[User]) -> Result<(), DeclError> {
+    let known = check_groups(at, groups)?;
+    check_users(at, users, &known)
+}
+
+/// Checks each group's name and gid; returns every group's gid by name,
+/// the base groups included.
+fn check_groups(
+    at: &Locator<'_>,
+    decl_groups: &[Group],
+) -> Result<BTreeMap<String, i64>, DeclError> {
+    let mut groups: BTreeMap<String, i64> = BASE_GROUPS
+        .iter()
+        .map(|(n, g)| ((*n).to_owned(), *g))
+        .collect();
+    for g in decl_groups {
+        if !valid_account_name(g.name.get_ref()) {
+            return Err(at.error(
+                &g.name.span(),
+                format!(
+                    "`groups.name`: '{}' is not a group name (lower-case letters, digits, '_' and '-', starting with a letter or '_', at most 32)",
+                    g.name.get_ref()
+                ),
+            ));
+        }
+        let gid = *g.gid.get_ref();
+        if !(1..=65533).contains(&gid) {
+            return Err(at.error(
+                &g.gid.span(),
+                format!("`groups.gid`: {gid} is outside 1 to 65533"),
+            ));
+        }
+        if groups.contains_key(g.name.get_ref()) {
+            return Err(at.error(
+                &g.name.span(),
+                format!(
+                    "`groups.name`: group '{}' is declared twice or is a base group",
+                    g.name.get_ref()
+                ),
+            ));
+        }
+        if let Some((other, _)) = groups.iter().find(|(_, v)| **v == gid) {
+            return Err(at.error(
+                &g.gid.span(),
+                format!("`groups.gid`: {gid} is already the gid of '{other}'"),
+            ));
+        }
+        groups.insert(g.name.get_ref().clone(), gid);
+    }
+    Ok(groups)
+}
+
+/// Checks each user's name, uid, primary group and home.
+fn check_users(
+    at: &Locator<'_>,
+    decl_users: &[User],
+    groups: &BTreeMap<String, i64>,
+) -> Result<(), DeclError> {
+    let mut users: BTreeMap<&str, i64> = BTreeMap::new();
+    for u in decl_users {
+        let name = u.name.get_ref();
+        if !valid_account_name(name) {
+            return Err(at.error(
+                &u.name.span(),
+                format!(
+                    "`users.name`: '{name}' is not a user name (lower-case letters, digits, '_' and '-', starting with a letter or '_', at most 32)"
+                ),
+            ));
+        }
+        if name == "root" || users.contains_key(name.as_str()) {
+            return Err(at.error(
+                &u.name.span(),
+                format!("`users.name`: user '{name}' is declared twice or is root"),
+            ));
+        }
+        let uid = *u.uid.get_ref();
+        if !(1..=65533).contains(&uid) {
+            return Err(at.error(
+                &u.uid.span(),
+                format!("`users.uid`: {uid} is outside 1 to 65533"),
+            ));
+        }
+        if let Some((other, _)) = users.iter().find(|(_, v)| **v == uid) {
+            return Err(at.error(
+                &u.uid.span(),
+                format!("`users.uid`: {uid} is already the uid of '{other}'"),
+            ));
+        }
+        if !groups.contains_key(u.group.get_ref()) {
+            return Err(at.error(
+                &u.group.span(),
+                format!(
+                    "`users.group`: group '{}' is not declared",
+                    u.group.get_ref()
+                ),
+            ));
+        }
+        if let Some(h) = &u.home
+            && !h.get_ref().starts_with('/')
+        {
+            return Err(at.error(
+                &h.span(),
+                format!("`users.home`: '{}' is not an absolute path", h.get_ref()),
+            ));
+        }
+        users.insert(name, uid);
+    }
+    Ok(())
+}
+
+fn valid_account_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    (1..=32).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}

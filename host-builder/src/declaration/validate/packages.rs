@@ -1,0 +1,317 @@
+//! The `[packages.NAME]` sections and the fields that name packages
+//! (`kernel`, `bootloader`, `base-packages`): names, versions, sources,
+//! `from` references and their cycles, keep/prune globs, materialize.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use toml::Spanned;
+
+use crate::declaration::error::{DeclError, Locator};
+use crate::declaration::{Declaration, Package, Source};
+
+/// Rule sets the prefix materializer knows.
+pub const MATERIALIZE_RULES: &[&str] = &["guile", "guile-extra", "shepherd"];
+
+/// Checks every package and every reference to one; returns the packages
+/// in dependency order (a package after the one it is `from`).
+pub(super) fn check(at: &Locator<'_>, decl: &Declaration) -> Result<Vec<String>, DeclError> {
+    let names: BTreeSet<&str> = decl.packages.keys().map(|k| k.get_ref().as_str()).collect();
+    // Names first, so that a bad name is reported as such and not as a
+    // dangling reference from another package.
+    for key in decl.packages.keys() {
+        if let Err(e) = fruix_store::name::validate_package_name(key.get_ref()) {
+            return Err(at.error(&key.span(), format!("`packages`: {e}")));
+        }
+    }
+    for (key, pkg) in &decl.packages {
+        check_package(at, key, pkg, &names)?;
+    }
+    let order = topo_order(at, decl)?;
+    check_references(at, decl, &names)?;
+    Ok(order)
+}
+
+/// Checks that `kernel`, `bootloader` and `base-packages` name declared
+/// packages, and that `base-packages` lists none twice.
+fn check_references(
+    at: &Locator<'_>,
+    decl: &Declaration,
+    names: &BTreeSet<&str>,
+) -> Result<(), DeclError> {
+    for (field, r) in [("kernel", &decl.kernel), ("bootloader", &decl.bootloader)] {
+        if !names.contains(r.get_ref().as_str()) {
+            return Err(at.error(
+                &r.span(),
+                format!(
+                    "`{field}`: names package '{}', which is not declared",
+                    r.get_ref()
+                ),
+            ));
+        }
+    }
+    let mut seen = HashSet::new();
+    for r in &decl.base_packages {
+        if !names.contains(r.get_ref().as_str()) {
+            return Err(at.error(
+                &r.span(),
+                format!(
+                    "`base-packages`: names package '{}', which is not declared",
+                    r.get_ref()
+                ),
+            ));
+        }
+        if !seen.insert(r.get_ref()) {
+            return Err(at.error(
+                &r.span(),
+                format!("`base-packages`: '{}' is listed twice", r.get_ref()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks one package: its version, exactly one of `source` and `from`,
+/// its globs and its materialize settings.
+fn check_package(
+    at: &Locator<'_>,
+    key: &Spanned<String>,
+    pkg: &Package,
+    names: &BTreeSet<&str>,
+) -> Result<(), DeclError> {
+    let name = key.get_ref();
+    let field = |f: &str| format!("`packages.{name}.{f}`");
+    if let Some(v) = &pkg.version
+        && let Err(e) = fruix_store::name::validate_package_name(&format!("{name}-{}", v.get_ref()))
+    {
+        return Err(at.error(&v.span(), format!("{}: {e}", field("version"))));
+    }
+    match (&pkg.source, &pkg.from) {
+        (Some(_), Some(f)) => {
+            return Err(at.error(
+                &f.span(),
+                format!("package '{name}': give either `source` or `from`, not both"),
+            ));
+        }
+        (None, None) => {
+            return Err(at.error(
+                &key.span(),
+                format!("package '{name}': has neither `source` nor `from`"),
+            ));
+        }
+        (Some(src), None) => {
+            if let Some(g) = pkg.keep.first().or(pkg.prune.first()) {
+                return Err(at.error(
+                    &g.span(),
+                    format!("package '{name}': `keep` and `prune` need `from`"),
+                ));
+            }
+            check_source(at, name, src)?;
+        }
+        (None, Some(f)) => {
+            if !names.contains(f.get_ref().as_str()) {
+                return Err(at.error(
+                    &f.span(),
+                    format!(
+                        "{}: names package '{}', which is not declared",
+                        field("from"),
+                        f.get_ref()
+                    ),
+                ));
+            }
+        }
+    }
+    for (what, globs) in [("keep", &pkg.keep), ("prune", &pkg.prune)] {
+        for g in globs {
+            check_glob(g.get_ref())
+                .map_err(|m| at.error(&g.span(), format!("{}: {m}", field(what))))?;
+        }
+    }
+    if let Some(m) = &pkg.materialize {
+        let mat = m.get_ref();
+        if !mat.prefix.starts_with('/') || mat.prefix.len() < 2 {
+            return Err(at.error(
+                &m.span(),
+                format!(
+                    "{}: prefix '{}' is not an absolute path",
+                    field("materialize"),
+                    mat.prefix
+                ),
+            ));
+        }
+        if let Some(r) = mat
+            .rules
+            .iter()
+            .find(|r| !MATERIALIZE_RULES.contains(&r.as_str()))
+        {
+            return Err(at.error(
+                &m.span(),
+                format!(
+                    "{}: unknown rule set '{r}' (known: {})",
+                    field("materialize"),
+                    MATERIALIZE_RULES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Compiles a keep/prune glob; the same options as the deriver uses.
+pub fn compile_glob(g: &str) -> Result<globset::GlobMatcher, String> {
+    check_glob(g)?;
+    globset::GlobBuilder::new(g)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("invalid glob '{g}': {}", e.kind()))
+}
+
+/// Checks a keep/prune glob: relative, without `..`, and valid.
+fn check_glob(g: &str) -> Result<(), String> {
+    if g.is_empty() || g.starts_with('/') {
+        return Err(format!("glob '{g}' must be a non-empty relative path"));
+    }
+    if g.split('/').any(|c| c == "..") {
+        return Err(format!("glob '{g}' must not contain '..'"));
+    }
+    globset::GlobBuilder::new(g)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|_| ())
+        .map_err(|e| format!("invalid glob '{g}': {}", e.kind()))
+}
+
+/// Checks a package's `source`: that the file or directory is there and
+/// of the right kind, or that a Debian source is well formed.
+fn check_source(at: &Locator<'_>, name: &str, src: &Spanned<Source>) -> Result<(), DeclError> {
+    let base = at.file.parent().unwrap_or(std::path::Path::new("."));
+    let field = format!("`packages.{name}.source`");
+    match src.get_ref() {
+        Source::Dir { path } | Source::Tar { path } => {
+            let p = base.join(path);
+            let meta = std::fs::metadata(&p).map_err(|e| {
+                at.error(
+                    &src.span(),
+                    format!("{field}: cannot read {}: {e}", p.display()),
+                )
+            })?;
+            let want_dir = matches!(src.get_ref(), Source::Dir { .. });
+            if meta.is_dir() != want_dir {
+                let what = if want_dir {
+                    "a directory"
+                } else {
+                    "an archive file"
+                };
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: {} is not {what}", p.display()),
+                ));
+            }
+        }
+        Source::HostPath { path } => {
+            if !path.is_absolute() {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: host-path '{}' must be absolute", path.display()),
+                ));
+            }
+            std::fs::symlink_metadata(path).map_err(|e| {
+                at.error(
+                    &src.span(),
+                    format!("{field}: cannot read {}: {e}", path.display()),
+                )
+            })?;
+        }
+        Source::Debian {
+            suite,
+            packages,
+            mirror,
+        } => {
+            if suite.is_empty()
+                || !suite
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: '{suite}' is not a Debian suite name"),
+                ));
+            }
+            if packages.is_empty() {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: a debian source needs at least one package"),
+                ));
+            }
+            if let Some(p) = packages.iter().find(|p| !valid_deb_name(p)) {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: '{p}' is not a Debian package name"),
+                ));
+            }
+            if let Some(m) = mirror
+                && !(m.starts_with("http://")
+                    || m.starts_with("https://")
+                    || m.starts_with("file:/"))
+            {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: mirror '{m}' is not an http, https or file URL"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Orders packages so that each comes after the one it is `from`; a cycle
+/// is an error at the `from` that closes it.
+fn topo_order(at: &Locator<'_>, decl: &Declaration) -> Result<Vec<String>, DeclError> {
+    let from: BTreeMap<&str, &Spanned<String>> = decl
+        .packages
+        .iter()
+        .filter_map(|(k, p)| p.from.as_ref().map(|f| (k.get_ref().as_str(), f)))
+        .collect();
+    let mut order: Vec<String> = Vec::new();
+    let mut done: HashSet<&str> = HashSet::new();
+    for start in decl.packages.keys().map(|k| k.get_ref().as_str()) {
+        let mut chain: Vec<&str> = Vec::new();
+        let mut cur = start;
+        while !done.contains(cur) {
+            if let Some(i) = chain.iter().position(|c| *c == cur) {
+                let mut cycle: Vec<&str> = chain[i..].to_vec();
+                cycle.push(cur);
+                let f = from[chain[chain.len() - 1]];
+                return Err(at.error(
+                    &f.span(),
+                    format!(
+                        "`packages.{}.from`: makes a cycle: {}",
+                        chain[chain.len() - 1],
+                        cycle.join(" -> ")
+                    ),
+                ));
+            }
+            chain.push(cur);
+            match from.get(cur) {
+                Some(next) => cur = next.get_ref().as_str(),
+                None => break,
+            }
+        }
+        for c in chain.into_iter().rev() {
+            if done.insert(c) {
+                order.push(c.to_owned());
+            }
+        }
+    }
+    Ok(order)
+}
+
+/// Whether `n` is a valid Debian package name.
+fn valid_deb_name(n: &str) -> bool {
+    n.len() >= 2
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}

@@ -1,0 +1,109 @@
+//! The builder library's errors and the work tree guard that its steps
+//! share. Each error names its input once and carries its cause as a
+//! source: the binary prints the chain on one line (`{:#}`) and maps it to
+//! an exit status.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fruix_store::ImportError;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An input the declaration names cannot be used.
+    #[error("{0}")]
+    Input(String),
+    /// An I/O error on a path.
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] io::Error),
+    /// An import into the store failed.
+    #[error(transparent)]
+    Import(#[from] ImportError),
+    /// An image tool failed.
+    #[error(transparent)]
+    Tool(#[from] crate::tools::ToolError),
+    /// A build tool (mmdebstrap) failed; its last lines and its log.
+    #[error("{tool} failed (whole log: {}): {tail}", log.display())]
+    BuildTool {
+        /// The tool.
+        tool: String,
+        /// Its full output.
+        log: PathBuf,
+        /// Its last lines, joined with ` | `.
+        tail: String,
+    },
+    /// A failure while realizing one package.
+    #[error("package '{package}'")]
+    InPackage {
+        /// The package.
+        package: String,
+        /// What went wrong.
+        #[source]
+        source: Box<BuildError>,
+    },
+    /// A bug: something the checks of the declaration should have caught.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BuildError {
+    /// Says which package the error is about.
+    pub fn in_package(self, package: &str) -> BuildError {
+        match self {
+            e @ BuildError::InPackage { .. } => e,
+            e => BuildError::InPackage {
+                package: package.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+/// A work tree, removed when dropped.
+#[derive(Debug)]
+pub struct TempTree {
+    path: PathBuf,
+}
+
+static TREE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempTree {
+    /// A fresh empty directory under `parent`.
+    pub fn new(parent: &Path, label: &str) -> Result<TempTree, BuildError> {
+        fs::create_dir_all(parent).map_err(|e| BuildError::Io(parent.to_owned(), e))?;
+        let path = parent.join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            TREE_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fruix_store::root::remove_tree(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
+        fs::create_dir(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
+        Ok(TempTree { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempTree {
+    fn drop(&mut self) {
+        let _ = fruix_store::root::remove_tree(&self.path);
+    }
+}
+
+/// Removes the temporary files it holds when dropped: what a failed
+/// image step leaves is gone with it.
+pub struct Cleanup(pub Vec<PathBuf>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}

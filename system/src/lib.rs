@@ -1,0 +1,25 @@
+//! The formats that cross the line between the Fruix host builder and the
+//! guest agent, each with exactly one writer and one reader, here, so that
+//! both sides link the same code:
+//!
+//! - [`config`]: the system item's `etc/fruix/system.toml` (the agent's
+//!   view of the system) and `etc/fruix/accounts.toml` (declared groups
+//!   and users), serialized with `toml`;
+//! - [`closure`]: the system item's `closure` file (items, roles, origins);
+//! - [`report`]: the agent's readiness report as `key=value` lines, as JSON
+//!   and as the console's `fruix-reason:` and `fruix-ready:` lines.
+//!
+//! The activation ledger is `fruix_activation`'s: only activation writes it
+//! and only the agent, which links activation, reads it.
+
+pub mod closure;
+pub mod config;
+mod error;
+pub mod report;
+
+pub use closure::{ClosureEntry, Origin, Role};
+pub use config::{
+    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, SshdConfig, SystemConfig, guile_env,
+};
+pub use error::{FormatError, chain};
+pub use report::{ConsoleWatch, Outcome, Report};
