@@ -64,7 +64,7 @@ pub fn activate_with(
         Ok(v) => v,
         Err(e) => {
             ledger.push("system", StepStatus::Failed, Vec::new(), 0, Some(chain(&e)));
-            let _ = ledger.write(root);
+            let _ = crate::ledger::write(&ledger, root);
             return ledger;
         }
     };
@@ -101,7 +101,7 @@ pub fn activate_with(
         Ok(changes)
     });
     ledger.generation = generation;
-    let _ = ledger.write(root);
+    let _ = crate::ledger::write(&ledger, root);
     ledger
 }
 
@@ -119,7 +119,7 @@ fn run_step(
         Err(e) => (StepStatus::Failed, Vec::new(), Some(chain(&e))),
     };
     ledger.push(name, status, changes, t.elapsed().as_millis() as u64, error);
-    let _ = ledger.write(root);
+    let _ = crate::ledger::write(ledger, root);
 }
 
 /// The `host-keys` step on its own, added to `ledger`: for a caller that

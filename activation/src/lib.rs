@@ -19,7 +19,7 @@ mod steps;
 
 pub use activate::{ActivateOptions, activate, activate_with, add_host_keys};
 pub use error::ActivationError;
-pub use ledger::{LEDGER_PATH, Ledger, StepRecord, StepStatus};
+pub use ledger::{LEDGER_PATH, Ledger, StepRecord, StepStatus, write as write_ledger};
 pub use root::GuestRoot;
 pub use steps::{
     COMPAT_SHIMS, HOST_KEY_TYPES, SETUID_DIR, remove_compat_shims, switch_generation,

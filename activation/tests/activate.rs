@@ -510,7 +510,7 @@ fn the_ledger_is_written_as_pretty_json_byte_for_byte() {
         0,
         Some("ssh-keygen failed: exit status: 1".into()),
     );
-    l.write(&root).unwrap();
+    fruix_activation::write_ledger(&l, &root).unwrap();
     let path = t
         .path()
         .join(fruix_activation::LEDGER_PATH.trim_start_matches('/'));

@@ -131,7 +131,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
                     error: mount_errors.first().cloned(),
                 },
             );
-            let _ = ledger.write(root);
+            let _ = fruix_activation::write_ledger(&ledger, root);
             if !ledger.ok() {
                 console(
                     "activation failed; starting Shepherd anyway (see /run/fruix/activation.json)",

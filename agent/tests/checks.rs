@@ -233,7 +233,7 @@ fn compatibility_shims_and_the_activation_ledger() {
     );
     write(
         &g.t.path().join("run/fruix/activation.json"),
-        r#"{"steps":[{"step":"etc","status":"changed"},{"step":"host-keys","status":"failed","error":"ssh-keygen failed"}]}"#,
+        r#"{"system":"/frx/store/x-system-h","generation":1,"dry_run":false,"steps":[{"step":"etc","status":"changed","changes":[],"ms":1},{"step":"host-keys","status":"failed","changes":[],"ms":2,"error":"ssh-keygen failed"}]}"#,
         0o644,
     );
     assert_eq!(

@@ -9,12 +9,13 @@
 //! - [`report`]: the agent's readiness report as `key=value` lines, as JSON
 //!   and as the console's `fruix-reason:` and `fruix-ready:` lines.
 //!
-//! The activation ledger is `fruix_activation`'s: only activation writes it
-//! and only the agent, which links activation, reads it.
+//! - [`ledger`]: the activation ledger (`/run/fruix/activation.json`),
+//!   written by activation, read by the agent's activation check.
 
 pub mod closure;
 pub mod config;
 mod error;
+pub mod ledger;
 pub mod report;
 
 pub use closure::{ClosureEntry, Origin, Role};

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use fruix_activation::{COMPAT_SHIMS, GuestRoot, LEDGER_PATH};
+use fruix_activation::{COMPAT_SHIMS, GuestRoot, LEDGER_PATH, Ledger};
 
 use super::Check;
 use crate::system::SystemView;
@@ -83,32 +83,27 @@ pub fn runtime_slice(view: &SystemView) -> Check {
     }
 }
 
-/// The last activation succeeded, according to its ledger.
+/// The last activation succeeded, according to its ledger (read with
+/// the ledger's own reader).
 pub fn activation(root: &GuestRoot) -> Check {
     let p = root.path(LEDGER_PATH);
-    let v: serde_json::Value = match fs::read(&p)
+    let Some(ledger) = fs::read(&p)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-    {
-        Some(v) => v,
-        None => {
-            return Check::failed(
-                "activation",
-                "missing",
-                vec![format!("no activation ledger at {LEDGER_PATH}")],
-            );
-        }
+        .and_then(|b| Ledger::parse(&b, LEDGER_PATH).ok())
+    else {
+        return Check::failed(
+            "activation",
+            "missing",
+            vec![format!("no activation ledger at {LEDGER_PATH}")],
+        );
     };
-    let failed: Vec<String> = v["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["status"] == "failed")
+    let failed: Vec<String> = ledger
+        .failed()
         .map(|s| {
             format!(
                 "activation step {} failed: {}",
-                s["step"].as_str().unwrap_or("?"),
-                s["error"].as_str().unwrap_or("")
+                s.step,
+                s.error.as_deref().unwrap_or("")
             )
         })
         .collect();
