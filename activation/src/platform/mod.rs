@@ -148,3 +148,39 @@ pub(crate) fn ssh_keygen(root: &GuestRoot, key_type: &str) -> Result<(), Activat
     rename(&tmp_pub, &format!("{key}.pub"))?;
     rename(&tmp_path, &key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{AccountDb, parse_passwd};
+
+    #[test]
+    fn the_declared_os_picks_the_platform_whatever_the_host_runs() {
+        // Only FreeBSD's images have a content-sized root to grow.
+        assert!(!for_os(GuestOs::Linux).grows_root());
+        assert!(for_os(GuestOs::Freebsd).grows_root());
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "root-tests"),
+        ignore = "needs root to give account files their owner (the root tier: --features root-tests)"
+    )]
+    fn a_linux_guest_gets_passwd_not_master_passwd() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(t.path().join("etc")).unwrap_or_else(|e| panic!("{e}"));
+        let root = GuestRoot::new(t.path());
+        let db = AccountDb {
+            users: parse_passwd("root:x:0:0:root:/root:/bin/sh\n"),
+            groups: Vec::new(),
+        };
+        let written = for_os(GuestOs::Linux)
+            .write_accounts(&root, &db)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            written,
+            ["/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"]
+        );
+        assert!(!t.path().join("etc/master.passwd").exists());
+    }
+}
