@@ -21,18 +21,10 @@ pub enum AgentError {
         #[source]
         source: fruix_store::NameError,
     },
-    /// A file of the system item (its configuration).
+    /// A file of the system item (its configuration, its closure), named
+    /// by the format's own error.
     #[error(transparent)]
     Format(#[from] FormatError),
-    /// The system item's closure file is malformed.
-    #[error("{}", path.display())]
-    Closure {
-        /// The closure file.
-        path: PathBuf,
-        /// What is wrong in it.
-        #[source]
-        source: FormatError,
-    },
     /// An I/O error on a path.
     #[error("{}", path.display())]
     Io {

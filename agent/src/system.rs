@@ -44,10 +44,7 @@ impl SystemView {
             path: closure_path.clone(),
             source,
         })?;
-        let closure = closure::parse(&text).map_err(|source| AgentError::Closure {
-            path: closure_path.clone(),
-            source,
-        })?;
+        let closure = closure::parse(&text, &closure_path.display().to_string())?;
         Ok(SystemView {
             root: root.clone(),
             guest_path: guest_path.to_owned(),

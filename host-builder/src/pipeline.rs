@@ -16,8 +16,25 @@ use crate::realize::{self, BuildOptions, BuildOutcome};
 pub struct SystemRequest {
     /// The declaration file.
     pub declaration: PathBuf,
-    /// Build options (output, agent, cache, jobs).
-    pub build: BuildOptions,
+    /// The output directory; the root is `OUT/frx`.
+    pub out: PathBuf,
+    /// The `fruix-agent` binary; `None`: the one next to the running
+    /// `fruix`, looked for once the declaration is known to be good.
+    pub agent: Option<PathBuf>,
+    /// Where downloaded `.deb`s are kept.
+    pub cache_dir: PathBuf,
+    /// Worker threads.
+    pub jobs: usize,
+}
+
+/// `fruix-agent` next to the running `fruix`.
+pub fn default_agent() -> Result<PathBuf, PipelineError> {
+    let exe = std::env::current_exe().map_err(PipelineError::CurrentExe)?;
+    let agent = exe.with_file_name("fruix-agent");
+    if !agent.is_file() {
+        return Err(PipelineError::NoAgent(agent));
+    }
+    Ok(agent)
 }
 
 /// The default `.deb` cache: `$FRUIX_CACHE_DIR`, `$XDG_CACHE_HOME/fruix`
@@ -40,7 +57,17 @@ pub fn system(
     progress: &Progress,
 ) -> Result<(Loaded, BuildOutcome), PipelineError> {
     let loaded = declaration::load(&req.declaration)?;
-    let outcome = realize::build_system(&loaded, &req.build, progress)?;
+    let agent = match &req.agent {
+        Some(a) => a.clone(),
+        None => default_agent()?,
+    };
+    let opts = BuildOptions {
+        out: req.out.clone(),
+        agent,
+        cache_dir: req.cache_dir.clone(),
+        jobs: req.jobs,
+    };
+    let outcome = realize::build_system(&loaded, &opts, progress)?;
     Ok((loaded, outcome))
 }
 
@@ -61,7 +88,7 @@ pub fn image(
         f
     };
     let opts = ImageOptions {
-        out: req.build.out.clone(),
+        out: req.out.clone(),
         formats,
         vhd_fixed,
     };
@@ -78,4 +105,10 @@ pub enum PipelineError {
     /// A build or image step failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// No `--agent` and no `fruix-agent` beside `fruix`.
+    #[error("{}: no fruix-agent next to fruix; build it (cargo build --release -p fruix-agent) or pass --agent", .0.display())]
+    NoAgent(PathBuf),
+    /// The running `fruix` cannot be found.
+    #[error("cannot find the running fruix")]
+    CurrentExe(#[source] std::io::Error),
 }

@@ -48,8 +48,9 @@ fn vm_refuses_a_missing_image_and_a_declaration_without_out() {
 /// calls and fails as ssh does for a refused connection. The backoff of
 /// src/query.rs (sleep min(backoff, time left), backoff 0.5 s doubling up
 /// to 5 s, one last try once the time is up) gives calls at 0, 0.5, 1.5
-/// and 3 s: exactly 4, as long as the first three calls take less than
-/// 1.5 s together (the stand-in returns at once).
+/// and 3 s: 4 calls when the first three take less than 1.5 s together
+/// (the stand-in returns at once), 3 on a machine so loaded that they do
+/// not; never fewer (the first and the last are always made), never more.
 #[test]
 fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
     let t = tempfile::tempdir().unwrap();
@@ -86,7 +87,8 @@ fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
         "fruix: not reachable: ssh root@127.0.0.1:2222: ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
     );
     let calls = std::fs::read_to_string(&calls).unwrap();
-    assert_eq!(calls.lines().count(), 4, "ssh calls:\n{calls}");
+    let n = calls.lines().count();
+    assert!((3..=4).contains(&n), "{n} ssh calls:\n{calls}");
     for c in calls.lines() {
         assert!(
             c.starts_with("-o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=")

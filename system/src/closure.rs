@@ -117,10 +117,11 @@ pub fn to_text(entries: &[ClosureEntry]) -> String {
     s
 }
 
-/// Reads the file's text; blank lines are allowed.
-pub fn parse(text: &str) -> Result<Vec<ClosureEntry>, FormatError> {
+/// Reads the file's text; blank lines are allowed. `what` names the file
+/// in errors.
+pub fn parse(text: &str, what: &str) -> Result<Vec<ClosureEntry>, FormatError> {
     let bad = |line: usize, message: String| FormatError::Line {
-        what: CLOSURE.to_owned(),
+        what: what.to_owned(),
         line,
         message,
     };
@@ -174,13 +175,13 @@ mod tests {
             text,
             format!("{D}-native-boot-trixie kernel,bootloader native\n{D}-tools-1 base host\n")
         );
-        assert_eq!(parse(&text).unwrap(), entries);
-        assert_eq!(parse(&format!("\n{text}\n")).unwrap(), entries);
+        assert_eq!(parse(&text, CLOSURE).unwrap(), entries);
+        assert_eq!(parse(&format!("\n{text}\n"), CLOSURE).unwrap(), entries);
     }
 
     #[test]
     fn malformed_lines_are_named() {
-        let e = |t: &str| parse(t).unwrap_err().to_string();
+        let e = |t: &str| parse(t, CLOSURE).unwrap_err().to_string();
         assert_eq!(e("a b\n"), "closure: line 1: expected 'ITEM ROLES ORIGIN'");
         assert_eq!(
             e(&format!("\n{D}-x-1 base alien\n")),

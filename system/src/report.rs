@@ -3,8 +3,10 @@
 //! (`status --json`), and the console's `fruix-reason:` and `fruix-ready:`
 //! lines. The agent writes each with the `to_*` methods here; the host
 //! (`fruix system vm`, `fruix query`) reads each with the `from_*`
-//! functions and [`ConsoleWatch`] here. The serde form of [`Report`] is the
-//! agent's own (its status socket and `status.json`).
+//! functions and [`ConsoleWatch`] here. The serde form of [`Report`]
+//! (outcome, fields as pairs, reasons, pending) is the agent's status
+//! socket and `status.json`, and the `report` of `fruix system vm --json`
+//! (where `pending` is always empty: the console does not carry it).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -103,8 +105,10 @@ impl Report {
         for (k, v) in &self.fields {
             s.push_str(&format!("{k}={v}\n"));
         }
+        // A reason with a newline (a tool's whole stderr) stays one
+        // line, as on the console, so that every line is KEY=VALUE.
         for r in &self.reasons {
-            s.push_str(&format!("reason={r}\n"));
+            s.push_str(&format!("reason={}\n", r.replace('\n', " ")));
         }
         if !self.pending.is_empty() {
             s.push_str(&format!("pending={}\n", self.pending.join(",")));
@@ -269,7 +273,9 @@ impl ConsoleWatch {
 
     /// Takes one console line; returns the report when it is the ready
     /// line (with the reasons seen since the last one). A ready line whose
-    /// outcome cannot be read is kept as a console line only.
+    /// outcome cannot be read (another message written into it) is a
+    /// failed report with the fields it has, so that a boot ends at once
+    /// rather than at its timeout.
     pub fn feed(&mut self, line: &str) -> Option<Report> {
         self.tail.push(line.to_owned());
         if self.tail.len() > TAIL {
@@ -283,13 +289,22 @@ impl ConsoleWatch {
             return None;
         }
         let i = line.find(READY_PREFIX)?;
-        let fields = line[i + READY_PREFIX.len()..]
+        let fields: Vec<(String, String)> = line[i + READY_PREFIX.len()..]
             .split_whitespace()
             .filter_map(|w| w.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let r = Report::from_parts("console", fields, std::mem::take(&mut self.reasons), vec![]);
-        r.ok()
+        let reasons = std::mem::take(&mut self.reasons);
+        Some(
+            Report::from_parts("console", fields.clone(), reasons.clone(), vec![]).unwrap_or(
+                Report {
+                    outcome: Outcome::Failed,
+                    fields,
+                    reasons,
+                    pending: vec![],
+                },
+            ),
+        )
     }
 
     /// The last lines seen, for a failure message.
@@ -325,6 +340,20 @@ mod tests {
              reason=store: content-changed /frx/store/x/a\npending=guile-module-smoke,sshd\n"
         );
         assert_eq!(Report::from_lines(&text, "status").unwrap(), r);
+    }
+
+    #[test]
+    fn a_reason_of_two_lines_stays_one_line_and_reads_back() {
+        let mut r = sample();
+        r.reasons = vec!["herd status exited with 1: first\nsecond".into()];
+        let text = r.to_lines();
+        assert!(
+            text.contains("reason=herd status exited with 1: first second\n"),
+            "{text}"
+        );
+        let back = Report::from_lines(&text, "status").unwrap();
+        assert_eq!(back.outcome, Outcome::Failed);
+        assert_eq!(back.reasons, ["herd status exited with 1: first second"]);
     }
 
     #[test]
@@ -365,6 +394,18 @@ mod tests {
         let text = r.console_text();
         assert_eq!(text.lines().count(), 11);
         assert_eq!(text.lines().next(), Some("fruix-reason: r0 second"));
+    }
+
+    #[test]
+    fn a_garbled_ready_line_is_a_failed_report_with_its_reasons() {
+        let mut w = ConsoleWatch::default();
+        assert_eq!(w.feed("fruix-reason: sshd: port 22: refused"), None);
+        let r = w
+            .feed("fruix-ready: ready_ma[  9.1] virtio rker=ready x=1")
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(r.get("x"), Some("1"));
+        assert_eq!(r.reasons, ["sshd: port 22: refused"]);
     }
 
     #[test]

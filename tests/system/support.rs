@@ -450,7 +450,7 @@ pub fn fields(v: &serde_json::Value) -> BTreeMap<String, String> {
 pub fn closure(system: &str) -> Vec<ClosureEntry> {
     let text =
         std::fs::read_to_string(out().join("frx/store").join(system).join("closure")).unwrap();
-    fruix_system::closure::parse(&text).unwrap()
+    fruix_system::closure::parse(&text, "closure").unwrap()
 }
 
 /// How many native base items the builder put in the system.

@@ -87,15 +87,26 @@ pub fn runtime_slice(view: &SystemView) -> Check {
 /// the ledger's own reader).
 pub fn activation(root: &GuestRoot) -> Check {
     let p = root.path(LEDGER_PATH);
-    let Some(ledger) = fs::read(&p)
-        .ok()
-        .and_then(|b| Ledger::parse(&b, LEDGER_PATH).ok())
-    else {
-        return Check::failed(
-            "activation",
-            "missing",
-            vec![format!("no activation ledger at {LEDGER_PATH}")],
-        );
+    let bytes = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::failed(
+                "activation",
+                "missing",
+                vec![format!("no activation ledger at {LEDGER_PATH}")],
+            );
+        }
+        Err(e) => {
+            return Check::failed(
+                "activation",
+                "failed",
+                vec![format!("{LEDGER_PATH}: cannot read: {e}")],
+            );
+        }
+    };
+    let ledger = match Ledger::parse(&bytes, LEDGER_PATH) {
+        Ok(l) => l,
+        Err(e) => return Check::failed("activation", "failed", vec![e.to_string()]),
     };
     let failed: Vec<String> = ledger
         .failed()

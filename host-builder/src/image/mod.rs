@@ -110,7 +110,7 @@ pub fn build_image(
     let digest = built.system.digest().to_hex();
     let ids = Ids::new(&digest);
     let cfg = SystemConfig::load(&built.system_path)
-        .map_err(|e| BuildError::Input(format!("system item: {e}")))?;
+        .map_err(|e| BuildError::Input(format!("system item: {}", fruix_system::chain(&e))))?;
     let by_role = |role: Role| {
         built
             .closure
