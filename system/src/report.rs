@@ -157,18 +157,11 @@ impl Report {
         reasons: Vec<String>,
         pending: Vec<String>,
     ) -> Result<Report, FormatError> {
-        let bad = |message: String| FormatError::Line {
+        let outcome = outcome_of(&fields).map_err(|message| FormatError::Line {
             what: what.to_owned(),
             line: 1,
             message,
-        };
-        let word = fields
-            .iter()
-            .find(|(k, _)| k == OUTCOME_KEY)
-            .map(|(_, v)| v.clone())
-            .ok_or_else(|| bad(format!("no {OUTCOME_KEY}")))?;
-        let outcome =
-            Outcome::parse(&word).ok_or_else(|| bad(format!("unknown outcome '{word}'")))?;
+        })?;
         Ok(Report {
             outcome,
             fields,
@@ -235,6 +228,15 @@ impl Report {
     }
 }
 
+/// The outcome `ready_marker` names among `fields`, or what is wrong.
+fn outcome_of(fields: &[(String, String)]) -> Result<Outcome, String> {
+    let (_, word) = fields
+        .iter()
+        .find(|(k, _)| k == OUTCOME_KEY)
+        .ok_or_else(|| format!("no {OUTCOME_KEY}"))?;
+    Outcome::parse(word).ok_or_else(|| format!("unknown outcome '{word}'"))
+}
+
 /// Follows a console log file as QEMU writes it and reads the agent's
 /// report from it.
 #[derive(Debug, Default)]
@@ -294,17 +296,12 @@ impl ConsoleWatch {
             .filter_map(|w| w.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        let reasons = std::mem::take(&mut self.reasons);
-        Some(
-            Report::from_parts("console", fields.clone(), reasons.clone(), vec![]).unwrap_or(
-                Report {
-                    outcome: Outcome::Failed,
-                    fields,
-                    reasons,
-                    pending: vec![],
-                },
-            ),
-        )
+        Some(Report {
+            outcome: outcome_of(&fields).unwrap_or(Outcome::Failed),
+            fields,
+            reasons: std::mem::take(&mut self.reasons),
+            pending: vec![],
+        })
     }
 
     /// The last lines seen, for a failure message.

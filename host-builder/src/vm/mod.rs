@@ -29,7 +29,7 @@ use crate::tools;
 use crate::tools::ToolError;
 use crate::tools::{mtools, mtools_image};
 pub use error::VmError;
-use fruix_system::report::{ConsoleWatch, Report as ConsoleReport};
+use fruix_system::report::{ConsoleWatch, Report};
 
 /// The accelerator asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -69,7 +69,7 @@ pub struct VmOptions {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct VmReport {
     /// The agent's report from the console, when its line came.
-    pub report: Option<ConsoleReport>,
+    pub report: Option<Report>,
     /// Why there is no usable report (timeout, QEMU's exit), if so.
     pub failure: Option<String>,
     /// The console's last lines, for a failure.
@@ -353,18 +353,17 @@ pub fn wait_ready(
         Firmware::Uefi => "uefi",
         Firmware::Direct => "direct",
     };
-    let finish =
-        |watch: &ConsoleWatch, report: Option<ConsoleReport>, failure: Option<String>| VmReport {
-            report,
-            failure,
-            console_tail: watch.tail().to_vec(),
-            console_log: opts.console_log.clone(),
-            ssh_port: port,
-            accel,
-            firmware,
-            seconds: (t.elapsed().as_millis() as f64) / 1000.0,
-            attempts: 1,
-        };
+    let finish = |watch: &ConsoleWatch, report: Option<Report>, failure: Option<String>| VmReport {
+        report,
+        failure,
+        console_tail: watch.tail().to_vec(),
+        console_log: opts.console_log.clone(),
+        ssh_port: port,
+        accel,
+        firmware,
+        seconds: (t.elapsed().as_millis() as f64) / 1000.0,
+        attempts: 1,
+    };
     loop {
         if let Some(r) = watch.poll(&opts.console_log) {
             let failure = (!r.outcome.is_usable()).then(|| {
