@@ -33,7 +33,9 @@ pub fn write_state(root: &GuestRoot, report: &Report) -> std::io::Result<()> {
 }
 
 /// Announces a final outcome: one line on the console device (a guest
-/// path), preceded by a `fruix-reason:` line for each of the first reasons
+/// path), preceded by the SSH host keys' fingerprint and key blocks (as
+/// cloud-init prints them: the host pins the keys from the console, the
+/// channel it trusts) and a `fruix-reason:` line for each of the first reasons
 /// (so that whoever watches the console, `fruix system vm` among them,
 /// sees why without logging in), and the ready line to syslog (`info`
 /// when ready, `warning` when degraded, `err` when failed). A guest
@@ -46,7 +48,8 @@ pub fn announce(root: &GuestRoot, report: &Report, console: Option<&str>) {
             .open(root.path(dev))
     {
         // One write, so that the lines are not split by other output.
-        let _ = f.write_all(report.console_text().as_bytes());
+        let text = crate::hostkeys::console_block(root) + &report.console_text();
+        let _ = f.write_all(text.as_bytes());
     }
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_DAEMON,

@@ -24,6 +24,9 @@ pub struct Facts {
     pub runtime_store: String,
     /// Milliseconds from boot (or agent start) to the final outcome.
     pub ready_ms: Option<u64>,
+    /// The SSH host keys' fingerprints by report key
+    /// (`ssh_host_key_ed25519`), for each of the types activation makes.
+    pub host_keys: Vec<(String, String)>,
 }
 
 /// Status keys fed by a check of the given name.
@@ -86,6 +89,13 @@ pub fn build(facts: &Facts, checks: &[Check], gate: &[String]) -> Report {
     fields.push(("runtime_store".into(), facts.runtime_store.clone()));
     for (check, key) in CHECK_KEYS.iter().skip(4) {
         fields.push(((*key).into(), value_of(check, "not-declared")));
+    }
+    // Always present, `none` until activation made the key, so that a
+    // reader can tell a guest without keys from an older agent.
+    for t in fruix_system::hostkeys::KEY_TYPES {
+        let key = fruix_system::hostkeys::report_key(t);
+        let fp = facts.host_keys.iter().find(|(k, _)| *k == key);
+        fields.push((key, fp.map_or("none".into(), |(_, f)| f.clone())));
     }
     fields.push((
         "ready_ms".into(),
@@ -188,6 +198,8 @@ mod tests {
                 "native_runtime_ready",
                 "store_verify",
                 "activation",
+                "ssh_host_key_ed25519",
+                "ssh_host_key_ecdsa",
                 "ready_ms",
                 "extra_probe"
             ]
@@ -217,6 +229,10 @@ mod tests {
             host_base_store_count: 1,
             runtime_store: "rt".into(),
             ready_ms: Some(5123),
+            host_keys: vec![(
+                "ssh_host_key_ed25519".into(),
+                "SHA256:3GG+7T8TFHpUGjaC2RPRGJbv9TE+moNWGxySnNXfNZI".into(),
+            )],
         };
         let checks = vec![
             Check::ok("sshd", "running"),

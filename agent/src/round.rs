@@ -74,6 +74,7 @@ pub fn facts(view: &SystemView) -> Facts {
         host_base_store_count: host,
         runtime_store: view.config.runtime.clone(),
         ready_ms: None,
+        host_keys: crate::hostkeys::fingerprints(&crate::hostkeys::read(&view.root)),
     }
 }
 

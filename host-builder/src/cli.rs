@@ -46,8 +46,15 @@ pub struct QueryArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Accept any host key and remember none (for throwaway VMs). By
-    /// default new keys are accepted and changed ones refused.
+    /// The known_hosts file that pins the guest's host keys (`fruix
+    /// system vm` writes HOST.known_hosts beside the console log). By
+    /// default the user's own known_hosts. Either way the check is
+    /// strict: a key not pinned there is refused at once (exit 2).
+    #[arg(long, value_name = "FILE", conflicts_with = "any_host_key")]
+    pub known_hosts: Option<PathBuf>,
+    /// Accept any host key and remember none: an explicit opt-out of the
+    /// host key check, for a guest whose keys cannot be pinned. Whoever
+    /// answers on the port is believed.
     #[arg(long)]
     pub any_host_key: bool,
 }

@@ -9,12 +9,15 @@
 //! - [`report`]: the agent's readiness report as `key=value` lines, as JSON
 //!   and as the console's `fruix-reason:` and `fruix-ready:` lines.
 //!
+//! - [`hostkeys`]: the guest's SSH host keys as the console's
+//!   cloud-init-style fingerprint and key blocks, and their fingerprints;
 //! - [`ledger`]: the activation ledger (`/run/fruix/activation.json`),
 //!   written by activation, read by the agent's activation check.
 
 pub mod closure;
 pub mod config;
 mod error;
+pub mod hostkeys;
 pub mod ledger;
 pub mod report;
 
@@ -23,4 +26,5 @@ pub use config::{
     DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, SshdConfig, SystemConfig, guile_env,
 };
 pub use error::{FormatError, chain};
+pub use hostkeys::{HostKey, HostKeyWatch};
 pub use report::{ConsoleWatch, Outcome, Report};

@@ -245,6 +245,7 @@ pub struct ConsoleWatch {
     partial: Vec<u8>,
     reasons: Vec<String>,
     tail: Vec<String>,
+    host_keys: crate::hostkeys::HostKeyWatch,
 }
 
 /// How many console lines are kept for a failure message.
@@ -283,6 +284,7 @@ impl ConsoleWatch {
         if self.tail.len() > TAIL {
             self.tail.remove(0);
         }
+        self.host_keys.feed(line);
         // The agent's lines can follow other output on the same line
         // (kernel messages are not line-buffered with ours).
         if let Some(i) = line.find(REASON_PREFIX) {
@@ -307,6 +309,17 @@ impl ConsoleWatch {
     /// The last lines seen, for a failure message.
     pub fn tail(&self) -> &[String] {
         &self.tail
+    }
+
+    /// The guest's SSH host keys from the last whole key block the agent
+    /// printed before its ready line, if one came.
+    pub fn host_keys(&self) -> Option<&[crate::hostkeys::HostKey]> {
+        self.host_keys.keys()
+    }
+
+    /// Why the last key block was not taken, if it was not.
+    pub fn host_keys_error(&self) -> Option<&str> {
+        self.host_keys.error()
     }
 }
 

@@ -94,8 +94,71 @@ fn boot_to_ready(example: &str, firmware: &str) {
         rc == 0 && ready.contains("ready_marker=ready"),
         "no /run/fruix/ready with ready_marker=ready",
     );
+    host_keys_are_pinned(&mut v, &guest, &f);
     saw_all(&mut v, &f);
     v.finish();
+}
+
+/// The keys `fruix system vm` pinned from the console are those the
+/// report's fingerprints name, and a guest that answers with another key
+/// than the pinned one is refused at once (exit 2), not retried until
+/// `--wait` runs out.
+fn host_keys_are_pinned(
+    v: &mut Verdict,
+    guest: &Guest,
+    f: &std::collections::BTreeMap<String, String>,
+) {
+    let pinned = std::fs::read_to_string(guest.pinned()).unwrap();
+    let prefix = format!("[127.0.0.1]:{} ", guest.port);
+    let keys: Vec<fruix_system::HostKey> = pinned
+        .lines()
+        .map(|l| {
+            let key = l.strip_prefix(&prefix).unwrap_or_else(|| panic!("{l}"));
+            fruix_system::HostKey::parse(key, "known_hosts").unwrap()
+        })
+        .collect();
+    let types: Vec<_> = keys.iter().map(|k| k.algorithm.as_str()).collect();
+    v.check(
+        types == ["ssh-ed25519", "ecdsa-sha2-nistp256"],
+        format!("pinned key types {types:?}"),
+    );
+    for k in &keys {
+        v.expect(f, &k.report_key().unwrap(), &k.fingerprint());
+    }
+    // Another guest's key, pinned for this guest's address.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success(), "ssh-keygen failed");
+    let public = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let wrong = dir.path().join("wrong.known_hosts");
+    std::fs::write(&wrong, format!("{prefix}{public}")).unwrap();
+    let (out, took) = guest.query_pinned(&wrong);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    v.saw("wrong_key_query_seconds", took.as_secs_f64());
+    v.check(
+        out.status.code() == Some(2)
+            && stderr
+                == format!(
+                    "fruix: refused: host key of [127.0.0.1]:{} does not match the one pinned in {}\n",
+                    guest.port,
+                    wrong.display()
+                )
+            && out.stdout.is_empty(),
+        format!(
+            "a wrong pinned key: exit {:?}, stderr '{}'",
+            out.status.code(),
+            stderr.trim_end()
+        ),
+    );
+    v.check(
+        took < std::time::Duration::from_secs(20),
+        format!("a wrong pinned key took {took:?} to be refused (--wait 120)"),
+    );
 }
 
 #[test]

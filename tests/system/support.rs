@@ -7,8 +7,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use fruix_system::{ClosureEntry, Origin, Role, SystemConfig};
 
@@ -271,6 +272,9 @@ pub struct Guest {
     pub vm: serde_json::Value,
     /// The forwarded SSH port.
     pub port: u16,
+    /// The known_hosts file `fruix system vm` wrote from the console's
+    /// key block, when it wrote one.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl Guest {
@@ -305,7 +309,13 @@ impl Guest {
         let vm: serde_json::Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("fruix system vm printed no report ({e}): '{line}'"));
         count_boot(vm["attempts"].as_u64().unwrap_or(1));
-        Guest { child, vm, port }
+        let known_hosts = vm["known_hosts"].as_str().map(PathBuf::from);
+        Guest {
+            child,
+            vm,
+            port,
+            known_hosts,
+        }
     }
 
     /// The console's report as a map.
@@ -333,16 +343,38 @@ impl Guest {
             .unwrap_or_default()
     }
 
-    /// `fruix query --json` against the guest: exit status and report.
-    pub fn query(&self) -> (i32, serde_json::Value) {
+    /// The pinned known_hosts file; a guest booted without one cannot be
+    /// asked.
+    pub fn pinned(&self) -> &Path {
+        self.known_hosts.as_deref().unwrap_or_else(|| {
+            panic!(
+                "fruix system vm pinned no host keys: {}",
+                self.vm["host_keys_error"]
+            )
+        })
+    }
+
+    /// `fruix query` against the guest with host keys pinned in
+    /// `known_hosts`: its output, and how long it took.
+    pub fn query_pinned(&self, known_hosts: &Path) -> (Output, Duration) {
+        let t = Instant::now();
         let out = Command::new(fruix())
             .args(["query", "--ssh"])
             .arg(format!("root@127.0.0.1:{}", self.port))
             .arg("-i")
             .arg(key())
-            .args(["--any-host-key", "--wait", "120", "--json"])
+            .arg("--known-hosts")
+            .arg(known_hosts)
+            .args(["--wait", "120", "--json"])
             .output()
             .unwrap();
+        (out, t.elapsed())
+    }
+
+    /// `fruix query --json` against the guest, its host keys pinned in
+    /// the file `fruix system vm` wrote: exit status and report.
+    pub fn query(&self) -> (i32, serde_json::Value) {
+        let (out, _) = self.query_pinned(self.pinned());
         let code = out.status.code().unwrap_or(-1);
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -357,8 +389,15 @@ impl Guest {
     /// status and output.
     pub fn ssh(&self, command: &str) -> (i32, String) {
         let out = Command::new("ssh")
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-            .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.pinned().display()))
+            .args([
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
             .arg("-i")
             .arg(key())
             .args(["-p", &self.port.to_string(), "root@127.0.0.1", command])

@@ -7,7 +7,7 @@ use anyhow::{Result, anyhow, bail};
 
 use crate::Outcome;
 use crate::cli::QueryArgs;
-use crate::query::{Answer, QueryOptions, Target, query};
+use crate::query::{Answer, HostKeys, QueryOptions, Target, query};
 
 /// Runs `fruix query`.
 pub fn run(a: QueryArgs) -> Result<Outcome> {
@@ -17,12 +17,22 @@ pub fn run(a: QueryArgs) -> Result<Outcome> {
     {
         bail!("-i: {}: no such key file", i.display());
     }
+    let host_keys = match (a.known_hosts, a.any_host_key) {
+        (Some(f), _) => {
+            if !f.is_file() {
+                bail!("--known-hosts: {}: no such file", f.display());
+            }
+            HostKeys::File(f)
+        }
+        (None, true) => HostKeys::Any,
+        (None, false) => HostKeys::User,
+    };
     let opts = QueryOptions {
         target,
         identity: a.identity,
         wait: Duration::from_secs(a.wait),
         json: a.json,
-        any_host_key: a.any_host_key,
+        host_keys,
     };
     match query(&opts) {
         Answer::Report { text, status, .. } => {
@@ -38,5 +48,6 @@ pub fn run(a: QueryArgs) -> Result<Outcome> {
             })
         }
         Answer::Unreachable(why) => bail!("not reachable: {why}"),
+        Answer::Refused(why) => bail!("refused: {why}"),
     }
 }

@@ -92,6 +92,30 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         break (qemu, port, report);
     };
     report.attempts = attempt;
+    // The host keys the console carried, pinned for `fruix query` and ssh
+    // (the console is the channel trusted here, the port is not).
+    if !report.host_keys.is_empty() {
+        let path = vm::known_hosts::write(&report.console_log, port, &report.host_keys)?;
+        progress.line(&format!(
+            "vm: host keys {} pinned in {}",
+            report
+                .host_keys
+                .iter()
+                .map(|k| k.fingerprint())
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display()
+        ));
+        report.known_hosts = Some(path);
+    } else if report.report.is_some() {
+        progress.line(&format!(
+            "vm: no host keys on the console ({}): nothing pinned",
+            report
+                .host_keys_error
+                .as_deref()
+                .unwrap_or("the agent printed no key block")
+        ));
+    }
     {
         let mut out = std::io::stdout().lock();
         if a.json {

@@ -13,6 +13,7 @@
 //! stop once ready.
 
 mod error;
+pub mod known_hosts;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,16 @@ pub struct VmReport {
     /// Boots it took (more than one when a guest kernel panicked and
     /// `--retries` allowed another).
     pub attempts: u32,
+    /// The guest's SSH host keys, from the agent's key block on the
+    /// console.
+    #[serde(skip)]
+    pub host_keys: Vec<fruix_system::HostKey>,
+    /// Why the console's key block was not taken, if it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_keys_error: Option<String>,
+    /// The known_hosts file that pins them (see [`known_hosts`]), once
+    /// written.
+    pub known_hosts: Option<PathBuf>,
 }
 
 impl VmReport {
@@ -363,6 +374,9 @@ pub fn wait_ready(
         firmware,
         seconds: (t.elapsed().as_millis() as f64) / 1000.0,
         attempts: 1,
+        host_keys: watch.host_keys().map(<[_]>::to_vec).unwrap_or_default(),
+        host_keys_error: watch.host_keys_error().map(str::to_owned),
+        known_hosts: None,
     };
     loop {
         if let Some(r) = watch.poll(&opts.console_log) {
@@ -431,6 +445,9 @@ mod tests {
             firmware: "direct",
             seconds: 5.8,
             attempts: 1,
+            host_keys: vec![],
+            host_keys_error: None,
+            known_hosts: None,
         };
         assert!(r.kernel_panicked());
         r.console_tail.pop();
