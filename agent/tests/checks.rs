@@ -340,3 +340,60 @@ fn command_probes_pass_fail_and_time_out() {
         c.reasons
     );
 }
+
+/// A descendant in a session of its own (`setsid`) keeps the probe's
+/// pipes open after the probe's process group is killed or has ended: the
+/// probe still ends at its timeout, or when its own process does.
+#[test]
+fn a_setsid_descendant_holding_the_pipes_does_not_hold_the_probe() {
+    let argv = |s: &str| vec!["/bin/sh".to_owned(), "-c".to_owned(), s.to_owned()];
+    let start = Instant::now();
+    let c = command::run(
+        "held",
+        &argv("setsid sleep 30 & sleep 30"),
+        &[],
+        Duration::from_secs(1),
+    );
+    let took = start.elapsed();
+    assert_eq!(c.reasons, ["probe held did not finish within 1 s"]);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Ending by itself while the descendant lives on: its status counts,
+    // and its last line is kept.
+    let start = Instant::now();
+    let c = command::run(
+        "quick",
+        &argv("setsid sleep 30 & echo bad >&2; exit 3"),
+        &[],
+        Duration::from_secs(20),
+    );
+    let took = start.elapsed();
+    assert_eq!(c.reasons, ["probe quick exited with exit status: 3: bad"]);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let start = Instant::now();
+    let c = command::run(
+        "fine",
+        &argv("setsid sleep 30 & exit 0"),
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!((c.value.as_str(), c.reasons.len()), ("ok", 0));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// A probe that writes more than a pipe holds is read as it writes: its
+/// end is kept (the last line of its standard output, as before), and
+/// the probe is not stuck on a full pipe.
+#[test]
+fn a_probe_with_much_output_keeps_its_last_line() {
+    let argv = |s: &str| vec!["/bin/sh".to_owned(), "-c".to_owned(), s.to_owned()];
+    let c = command::run(
+        "chatty",
+        &argv("i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; exit 1"),
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        c.reasons,
+        ["probe chatty exited with exit status: 1: line 19999"]
+    );
+}
