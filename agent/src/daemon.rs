@@ -191,7 +191,7 @@ pub fn run(opts: &Options) -> io::Result<()> {
                     state.rebuild();
                     publish(opts, &mut state)?;
                 }
-                LISTENER => conns.accept(&listener, poll.registry())?,
+                LISTENER => conns.accept(&listener, poll.registry()),
                 t => match conns.event(t, poll.registry()) {
                     Some(Request::Wait(wait)) if !state.report.outcome.is_final() => {
                         // The wait is at most a day: this cannot overflow,

@@ -272,7 +272,10 @@ fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> R
 
 fn init(system: Option<String>) -> Result<bool> {
     let root = GuestRoot::new("/");
-    let msg = fruix_agent::init::run(&root, system);
+    // The boot path catches its own panics (init::guarded); this catches
+    // any left, so that PID 1 never unwinds out of main.
+    let msg = std::panic::catch_unwind(|| fruix_agent::init::run(&root, system))
+        .unwrap_or_else(|_| "fruix-agent init panicked; PID 1 waits".to_owned());
     // PID 1 must not exit: wait for signals forever.
     if std::process::id() == 1 {
         loop {

@@ -130,11 +130,11 @@ impl Connections {
     /// Accepts the connections waiting on `listener`: each one of root's
     /// (or the agent's own user's) while fewer than [`MAX_CONNECTIONS`]
     /// are open; the others get one error line and are closed.
-    pub fn accept(&mut self, listener: &UnixListener, registry: &Registry) -> io::Result<()> {
+    pub fn accept(&mut self, listener: &UnixListener, registry: &Registry) {
         loop {
             let mut stream = match listener.accept() {
                 Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -147,7 +147,7 @@ impl Connections {
                     // Out of descriptors, say: the daemon goes on serving
                     // the connections it has.
                     eprintln!("fruix-agent: status socket: cannot accept: {e}");
-                    return Ok(());
+                    return;
                 }
             };
             let refusal = match crate::platform::peer_uid(stream.as_fd()) {
@@ -169,7 +169,10 @@ impl Connections {
             }
             let t = Token(self.next);
             self.next += 1;
-            registry.register(&mut stream, t, Interest::READABLE)?;
+            if let Err(e) = registry.register(&mut stream, t, Interest::READABLE) {
+                eprintln!("fruix-agent: status socket: cannot watch a connection: {e}");
+                continue;
+            }
             self.open.insert(
                 t,
                 Connection {

@@ -70,6 +70,27 @@ fn a_wait_beyond_the_clock_is_answered_and_the_daemon_serves_on() {
     // Pending for a while, so that the wait is really taken.
     let system = guest(t.path(), "sleep 2; exit 0");
     let _d = Daemon::start(t.path(), &system);
+    // 63 waiters and this one: the 65th is turned away.
+    let waiters: Vec<UnixStream> = (0..63)
+        .map(|_| {
+            let mut s = UnixStream::connect(sock(t.path())).unwrap();
+            s.write_all(b"wait 30\n").unwrap();
+            s
+        })
+        .collect();
+    let mut s = UnixStream::connect(sock(t.path())).unwrap();
+    s.write_all(b"wait 18446744073709551615\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        ask(t.path(), b"status\n"),
+        "{\"error\":\"the agent is busy (64 connections open): try again\"}\n"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(report(&read_all(&mut s))["outcome"], "ready");
+    for mut w in waiters {
+        w.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        assert_eq!(report(&read_all(&mut w))["outcome"], "ready");
+    }
     let a = ask(t.path(), b"wait 18446744073709551615\n");
     assert_eq!(report(&a)["outcome"], "ready");
     let a = ask(t.path(), b"status\n");
@@ -291,5 +312,6 @@ fn the_socket_survives_malformed_requests_and_idle_connections_in_little_memory(
         assert!(kib < 8 * 1024, "RSS {kib} KiB at {what}: over 8 MiB");
     }
     assert!(fds_idle < 64 + 32, "{fds_idle} descriptors open");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // About 7 s here; the bound only guards against a hang on a loaded machine.
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
