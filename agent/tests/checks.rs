@@ -397,3 +397,31 @@ fn a_probe_with_much_output_keeps_its_last_line() {
         ["probe chatty exited with exit status: 1: line 19999"]
     );
 }
+
+/// A port that sends an endless first line: the banner is cut at 256
+/// bytes and the connection dropped, not read to its end.
+#[test]
+fn an_endless_banner_is_cut() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let chunk = [b'x'; 65536];
+        let mut sent = 0usize;
+        // Until the reader hangs up, or 64 MiB.
+        while sent < 64 << 20 && s.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let c = sshd::check(Some(42), |_| true, port, Duration::from_secs(5));
+    assert_eq!(
+        c.reasons,
+        [format!(
+            "port {port} answers '{}', not an SSH banner",
+            "x".repeat(40)
+        )]
+    );
+    let sent = server.join().unwrap();
+    assert!(sent < 16 << 20, "the reader took {sent} bytes");
+}
