@@ -10,6 +10,7 @@ use fruix_activation::GuestRoot;
 use crate::daemon::SOCKET_PATH;
 use crate::markers::STATUS_PATH;
 use crate::report::Report;
+use crate::socket::MAX_WAIT_S;
 
 /// Where a report came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,20 +21,41 @@ pub enum Source {
     File,
 }
 
-/// Asks the daemon for the report; with `wait`, for the final one or the
-/// one at the deadline.
+/// Asks the daemon for the report; with `wait` (seconds, at most
+/// [`MAX_WAIT_S`]: longer is cut to it), for the final one or the one at
+/// the deadline. An error the daemon answers is an error here.
 pub fn query(root: &GuestRoot, wait: Option<u64>) -> io::Result<(Report, Source)> {
+    let wait = wait.map(|w| w.min(MAX_WAIT_S));
     match UnixStream::connect(root.path(SOCKET_PATH)) {
         Ok(mut s) => {
             let request = match wait {
                 Some(w) => format!("wait {w}\n"),
                 None => "status\n".to_owned(),
             };
-            s.write_all(request.as_bytes())?;
+            // A daemon that turns the client away answers before reading
+            // (and may have closed already): its line is read even when
+            // the request could not be sent.
+            let sent = s.write_all(request.as_bytes());
             // The daemon answers at the deadline; allow it a little more.
             s.set_read_timeout(Some(Duration::from_secs(wait.unwrap_or(0) + 10)))?;
             let mut line = String::new();
-            BufReader::new(s).read_line(&mut line)?;
+            let read = BufReader::new(s).read_line(&mut line);
+            if line.is_empty() {
+                let e = sent
+                    .err()
+                    .or(read.err())
+                    .map_or_else(|| "it closed the connection".to_owned(), |e| e.to_string());
+                return Err(io::Error::other(format!(
+                    "{SOCKET_PATH}: no answer from the agent: {e}"
+                )));
+            }
+            if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(&line)
+                && let Some(serde_json::Value::String(e)) = o.get("error")
+            {
+                return Err(io::Error::other(format!(
+                    "{SOCKET_PATH}: the agent answered: {e}"
+                )));
+            }
             let r = serde_json::from_str(&line).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,

@@ -5,19 +5,18 @@
 //! Nothing polls: while idle the daemon sleeps in `Poll::poll`, with a
 //! deadline only while a `wait` request is open.
 //!
-//! The status socket (`/run/fruix/agent.sock`, mode 0600, so only root can
-//! open it) takes one request line and answers read-only: `status`, or
-//! `wait SECONDS` (answered when the outcome is final, or at the deadline).
+//! The status socket (`/run/fruix/agent.sock`, mode 0600, and the peer's
+//! uid checked: only root can ask) takes one request line and answers
+//! read-only: `status`, or `wait SECONDS` (answered when the outcome is
+//! final, or at the deadline). Its bounds are in `socket.rs`.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use fruix_activation::GuestRoot;
-use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -26,6 +25,7 @@ use crate::checks::Check;
 use crate::markers;
 use crate::report::{self, Facts, Report};
 use crate::round::{self, RoundInputs};
+use crate::socket::{self, Connections, Request};
 use crate::system::SystemView;
 
 const SIGNALS: Token = Token(0);
@@ -47,11 +47,6 @@ pub struct Options {
     pub inputs: RoundInputs,
     /// The console device for the ready line, if any.
     pub console: Option<String>,
-}
-
-struct Connection {
-    stream: UnixStream,
-    buf: Vec<u8>,
 }
 
 struct State {
@@ -94,12 +89,7 @@ pub fn run(opts: &Options) -> io::Result<()> {
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
 
     let sock = opts.root.path(SOCKET_PATH);
-    if let Some(dir) = sock.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(&sock);
-    let mut listener = UnixListener::bind(&sock)?;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))?;
+    let mut listener = socket::bind(&sock)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
 
@@ -170,16 +160,10 @@ pub fn run(opts: &Options) -> io::Result<()> {
     start_round(&mut state);
     publish(opts, &mut state)?;
 
-    let mut connections: HashMap<Token, Connection> = HashMap::new();
-    let mut waiters: Vec<(Token, Instant)> = Vec::new();
-    let mut next = FIRST_CONNECTION;
+    let mut conns = Connections::new(FIRST_CONNECTION);
     let mut events = Events::with_capacity(64);
     loop {
-        let timeout = waiters
-            .iter()
-            .map(|(_, d)| d.saturating_duration_since(Instant::now()))
-            .min();
-        if let Err(e) = poll.poll(&mut events, timeout) {
+        if let Err(e) = poll.poll(&mut events, conns.timeout()) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -207,100 +191,32 @@ pub fn run(opts: &Options) -> io::Result<()> {
                     state.rebuild();
                     publish(opts, &mut state)?;
                 }
-                LISTENER => loop {
-                    match listener.accept() {
-                        Ok((mut stream, _)) => {
-                            let t = Token(next);
-                            next += 1;
-                            poll.registry()
-                                .register(&mut stream, t, Interest::READABLE)?;
-                            connections.insert(
-                                t,
-                                Connection {
-                                    stream,
-                                    buf: Vec::new(),
-                                },
-                            );
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
+                LISTENER => conns.accept(&listener, poll.registry()),
+                t => match conns.event(t, poll.registry()) {
+                    Some(Request::Wait(wait)) if !state.report.outcome.is_final() => {
+                        // The wait is at most a day: this cannot overflow,
+                        // and if it did, the answer would come at once.
+                        let now = Instant::now();
+                        conns.wait(t, now.checked_add(wait).unwrap_or(now));
                     }
+                    Some(_) => conns.reply(t, poll.registry(), body(&state.report)),
+                    None => {}
                 },
-                t => {
-                    let Some(conn) = connections.get_mut(&t) else {
-                        continue;
-                    };
-                    let mut chunk = [0u8; 256];
-                    let closed = loop {
-                        match conn.stream.read(&mut chunk) {
-                            Ok(0) => break true,
-                            Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-                            Err(_) => break true,
-                        }
-                    };
-                    if let Some(end) = conn.buf.iter().position(|&b| b == b'\n') {
-                        let line = String::from_utf8_lossy(&conn.buf[..end]).trim().to_owned();
-                        match parse_request(&line) {
-                            Some(None) => answer(&mut poll, &mut connections, t, &state.report),
-                            Some(Some(wait)) if !state.report.outcome.is_final() => {
-                                waiters.push((t, Instant::now() + wait))
-                            }
-                            Some(Some(_)) => answer(&mut poll, &mut connections, t, &state.report),
-                            None => refuse(&mut poll, &mut connections, t, &line),
-                        }
-                    } else if (closed || conn.buf.len() > 1024)
-                        && let Some(mut c) = connections.remove(&t)
-                    {
-                        let _ = poll.registry().deregister(&mut c.stream);
-                    }
-                }
             }
         }
-        // Waiters whose outcome is final, or whose deadline has passed.
-        let now = Instant::now();
-        let final_now = state.report.outcome.is_final();
-        let (done, open): (Vec<_>, Vec<_>) = waiters
-            .into_iter()
-            .partition(|(_, d)| final_now || *d <= now);
-        waiters = open;
-        for (t, _) in done {
-            answer(&mut poll, &mut connections, t, &state.report);
-        }
+        // Waiters whose outcome is final, or whose deadline has passed;
+        // connections that are late.
+        conns.expire(poll.registry(), state.report.outcome.is_final(), &|| {
+            body(&state.report)
+        });
     }
 }
 
-/// `status` -> `Some(None)`, `wait S` -> `Some(Some(S))`, else `None`.
-fn parse_request(line: &str) -> Option<Option<Duration>> {
-    let mut w = line.split_whitespace();
-    match (w.next(), w.next(), w.next()) {
-        (Some("status"), None, None) => Some(None),
-        (Some("wait"), Some(s), None) => {
-            s.parse::<u64>().ok().map(|s| Some(Duration::from_secs(s)))
-        }
-        _ => None,
-    }
-}
-
-fn answer(poll: &mut Poll, conns: &mut HashMap<Token, Connection>, t: Token, report: &Report) {
-    if let Some(mut c) = conns.remove(&t) {
-        let _ = poll.registry().deregister(&mut c.stream);
-        let mut body = serde_json::to_vec(report).unwrap_or_default();
-        body.push(b'\n');
-        // A report is a few kilobytes: it fits the socket's buffer.
-        let _ = c.stream.write_all(&body);
-    }
-}
-
-fn refuse(poll: &mut Poll, conns: &mut HashMap<Token, Connection>, t: Token, line: &str) {
-    if let Some(mut c) = conns.remove(&t) {
-        let _ = poll.registry().deregister(&mut c.stream);
-        let _ = writeln!(
-            c.stream,
-            "{{\"error\":\"unknown request '{}': use 'status' or 'wait SECONDS'\"}}",
-            line.escape_default()
-        );
-    }
+/// A report as the socket sends it: one JSON line.
+fn body(report: &Report) -> Rc<[u8]> {
+    let mut body = serde_json::to_vec(report).unwrap_or_default();
+    body.push(b'\n');
+    body.into()
 }
 
 /// Writes the state files; when the outcome becomes final, stamps
@@ -317,20 +233,4 @@ fn publish(opts: &Options, state: &mut State) -> io::Result<()> {
         markers::announce(&opts.root, &state.report, opts.console.as_deref());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests() {
-        assert_eq!(parse_request("status"), Some(None));
-        assert_eq!(
-            parse_request("wait 30"),
-            Some(Some(Duration::from_secs(30)))
-        );
-        assert_eq!(parse_request("wait"), None);
-        assert_eq!(parse_request("reboot"), None);
-    }
 }

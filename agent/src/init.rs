@@ -6,7 +6,8 @@
 //! extensions there), so that Shepherd becomes PID 1. A failed activation
 //! is recorded in the ledger and Shepherd still starts; if Shepherd cannot
 //! be exec'd, a shell is, and if that fails too, PID 1 waits: never a
-//! kernel panic.
+//! kernel panic. A panic in the boot path's work is caught: a
+//! `fruix-reason:` line says so on the console and the shell is exec'd.
 
 use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
@@ -52,18 +53,111 @@ fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
 
+/// A program init execs, with its arguments and environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exec {
+    /// The program.
+    pub prog: String,
+    /// Its arguments, its name first.
+    pub argv: Vec<String>,
+    /// Its environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// The programs to exec, in order: the system's Shepherd (if known), then
+/// the shell.
+fn plan(shepherd_item: &str, mut env: Vec<(String, String)>) -> Vec<Exec> {
+    env.push(("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()));
+    env.push(("LANG".into(), "C.UTF-8".into()));
+    let mut execs = Vec::new();
+    if !shepherd_item.is_empty() {
+        let prog = format!("/frx/store/{shepherd_item}/bin/shepherd");
+        execs.push(Exec {
+            argv: vec![
+                prog.clone(),
+                "--config=/etc/shepherd.scm".into(),
+                "--logfile=/var/log/shepherd.log".into(),
+            ],
+            prog,
+            env: env.clone(),
+        });
+    }
+    execs.push(Exec {
+        prog: "/bin/sh".into(),
+        argv: vec!["/bin/sh".into()],
+        env,
+    });
+    execs
+}
+
+/// One line on the console (and on stderr).
+fn console_line(root: &GuestRoot, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.path("/dev/console"))
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{line}");
+    }
+    eprintln!("{line}");
+}
+
+/// Runs `work`, the boot path's work, which says what to exec. If it
+/// panics, the panic is caught (PID 1 unwinding out of `main` would be a
+/// kernel panic): a `fruix-reason:` line names it on the console, and the
+/// shell is what is exec'd.
+pub fn guarded(root: &GuestRoot, work: impl FnOnce() -> Vec<Exec>) -> Vec<Exec> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(execs) => execs,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            console_line(
+                root,
+                &format!(
+                    "{}fruix-agent init panicked: {}",
+                    fruix_system::report::REASON_PREFIX,
+                    what.replace('\n', " ")
+                ),
+            );
+            console_line(
+                root,
+                "fruix-agent init: starting /bin/sh instead of Shepherd",
+            );
+            plan("", Vec::new())
+        }
+    }
+}
+
 /// Runs the boot path. Returns only if no program could be exec'd.
 pub fn run(root: &GuestRoot, system: Option<String>) -> String {
-    let console = |msg: &str| {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .append(true)
-            .open(root.path("/dev/console"))
-        {
-            use std::io::Write;
-            let _ = writeln!(f, "fruix-agent init: {msg}");
-        }
-        eprintln!("fruix-agent init: {msg}");
-    };
+    let console = |msg: &str| console_line(root, &format!("fruix-agent init: {msg}"));
+    let execs = guarded(root, || prepare(root, system, &console));
+    for e in &execs {
+        let argv: Vec<CString> = e.argv.iter().map(|a| cstring(a)).collect();
+        let envp: Vec<CString> = e
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&format!("{k}={v}")))
+            .collect();
+        let err = nix::unistd::execve(&cstring(&e.prog), &argv, &envp).err();
+        console(&format!(
+            "cannot exec {}: {}",
+            e.prog,
+            err.map_or_else(String::new, |e| e.to_string())
+        ));
+    }
+    let msg = "no program could be exec'd; PID 1 waits".to_owned();
+    console(&msg);
+    msg
+}
+
+/// The boot path's work: mounts, shims, activation, early probes, host
+/// keys, the ledger. Returns what to exec.
+fn prepare(root: &GuestRoot, system: Option<String>, console: &dyn Fn(&str)) -> Vec<Exec> {
     let t = Instant::now();
     let (mounted, mount_errors) = early_mounts(root);
     let mount_ms = t.elapsed().as_millis() as u64;
@@ -149,32 +243,41 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
             }
         }
     }
-    env.push(("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()));
-    env.push(("LANG".into(), "C.UTF-8".into()));
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|(k, v)| cstring(&format!("{k}={v}")))
-        .collect();
-    if !shepherd_item.is_empty() {
-        let prog = format!("/frx/store/{shepherd_item}/bin/shepherd");
-        let argv = [
-            prog.as_str(),
-            "--config=/etc/shepherd.scm",
-            "--logfile=/var/log/shepherd.log",
-        ]
-        .map(cstring);
-        let err = nix::unistd::execve(&cstring(&prog), &argv, &envp).err();
-        console(&format!(
-            "cannot exec {prog}: {}",
-            err.map_or_else(String::new, |e| e.to_string())
-        ));
+    plan(&shepherd_item, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_boot_path_is_a_reason_line_and_the_shell() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("dev")).unwrap();
+        std::fs::write(t.path().join("dev/console"), "").unwrap();
+        let root = GuestRoot::new(t.path());
+        let execs = guarded(&root, || panic!("activation went {}", "wrong"));
+        assert_eq!(
+            execs,
+            [Exec {
+                prog: "/bin/sh".into(),
+                argv: vec!["/bin/sh".into()],
+                env: vec![
+                    ("PATH".into(), "/usr/bin:/usr/sbin:/bin:/sbin".into()),
+                    ("LANG".into(), "C.UTF-8".into()),
+                ],
+            }]
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("dev/console")).unwrap(),
+            "fruix-reason: fruix-agent init panicked: activation went wrong\n\
+             fruix-agent init: starting /bin/sh instead of Shepherd\n"
+        );
+        // Without a panic, what the work says.
+        let execs = guarded(&root, || plan("abc-shepherd-1.0", Vec::new()));
+        assert_eq!(
+            execs.iter().map(|e| e.prog.as_str()).collect::<Vec<_>>(),
+            ["/frx/store/abc-shepherd-1.0/bin/shepherd", "/bin/sh"]
+        );
     }
-    let sh = cstring("/bin/sh");
-    let err = nix::unistd::execve(&sh, std::slice::from_ref(&sh), &envp).err();
-    let msg = format!(
-        "cannot exec /bin/sh: {}; PID 1 waits",
-        err.map_or_else(String::new, |e| e.to_string())
-    );
-    console(&msg);
-    msg
 }

@@ -13,4 +13,5 @@ pub mod markers;
 pub mod platform;
 pub mod report;
 pub mod round;
+pub mod socket;
 pub mod system;

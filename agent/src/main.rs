@@ -52,7 +52,8 @@ enum Command {
         /// Where the ready line goes (a guest path; empty for nowhere).
         #[arg(long, default_value = "/dev/console", value_name = "DEV")]
         console: String,
-        /// Seconds sshd may take to answer on its port.
+        /// Seconds sshd may take to answer on its port (at most 86400;
+        /// longer is cut to that).
         #[arg(long, default_value_t = 60, value_name = "S")]
         sshd_wait: u64,
     },
@@ -63,7 +64,8 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Wait up to S seconds for a final outcome; pending checks are
-        /// named when the time runs out.
+        /// named when the time runs out. At most 86400 (a day); longer is
+        /// cut to that.
         #[arg(long, value_name = "S")]
         wait: Option<u64>,
         /// The guest's root (a directory, for tests).
@@ -217,7 +219,9 @@ fn run_daemon(
     let opts = fruix_agent::daemon::Options {
         inputs: fruix_agent::round::RoundInputs {
             boot_digest: platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.digest")),
-            sshd_wait: std::time::Duration::from_secs(sshd_wait),
+            sshd_wait: std::time::Duration::from_secs(
+                sshd_wait.min(fruix_agent::socket::MAX_WAIT_S),
+            ),
         },
         console: (!console.is_empty()).then_some(console),
         root,
@@ -268,7 +272,10 @@ fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> R
 
 fn init(system: Option<String>) -> Result<bool> {
     let root = GuestRoot::new("/");
-    let msg = fruix_agent::init::run(&root, system);
+    // The boot path catches its own panics (init::guarded); this catches
+    // any left, so that PID 1 never unwinds out of main.
+    let msg = std::panic::catch_unwind(|| fruix_agent::init::run(&root, system))
+        .unwrap_or_else(|_| "fruix-agent init panicked; PID 1 waits".to_owned());
     // PID 1 must not exit: wait for signals forever.
     if std::process::id() == 1 {
         loop {

@@ -82,11 +82,14 @@ pub fn facts(view: &SystemView) -> Facts {
 /// between tries: for services that Shepherd has forked but that may not
 /// answer yet. Runs on a check thread; the event loop never waits.
 fn retry(wait: Duration, check: impl Fn() -> Check) -> Check {
-    let deadline = Instant::now() + wait;
+    // `None`: a wait beyond what the clock can count, that is, for ever.
+    let deadline = Instant::now().checked_add(wait);
     let mut pause = Duration::from_millis(20);
     loop {
         let c = check();
-        if c.status == crate::checks::CheckStatus::Ok || Instant::now() + pause > deadline {
+        let late =
+            deadline.is_some_and(|d| Instant::now().checked_add(pause).is_none_or(|t| t > d));
+        if c.status == crate::checks::CheckStatus::Ok || late {
             return c;
         }
         std::thread::sleep(pause);
@@ -169,4 +172,29 @@ pub fn run(view: &SystemView, inputs: &RoundInputs, on: &(dyn Fn(Check) + Sync))
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::CheckStatus;
+    use std::cell::Cell;
+
+    #[test]
+    fn retry_takes_any_wait_without_overflow() {
+        let tries = Cell::new(0);
+        let c = retry(Duration::MAX, || {
+            tries.set(tries.get() + 1);
+            if tries.get() < 3 {
+                Check::failed("x", "stopped", vec!["not yet".into()])
+            } else {
+                Check::ok("x", "running")
+            }
+        });
+        assert_eq!((c.status, tries.get()), (CheckStatus::Ok, 3));
+        let c = retry(Duration::ZERO, || {
+            Check::failed("x", "stopped", vec!["no".into()])
+        });
+        assert_eq!(c.status, CheckStatus::Failed);
+    }
 }

@@ -340,3 +340,88 @@ fn command_probes_pass_fail_and_time_out() {
         c.reasons
     );
 }
+
+/// A descendant in a session of its own (`setsid`) keeps the probe's
+/// pipes open after the probe's process group is killed or has ended: the
+/// probe still ends at its timeout, or when its own process does.
+#[test]
+fn a_setsid_descendant_holding_the_pipes_does_not_hold_the_probe() {
+    let argv = |s: &str| vec!["/bin/sh".to_owned(), "-c".to_owned(), s.to_owned()];
+    let start = Instant::now();
+    let c = command::run(
+        "held",
+        &argv("setsid sleep 30 & sleep 30"),
+        &[],
+        Duration::from_secs(1),
+    );
+    let took = start.elapsed();
+    assert_eq!(c.reasons, ["probe held did not finish within 1 s"]);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Ending by itself while the descendant lives on: its status counts,
+    // and its last line is kept.
+    let start = Instant::now();
+    let c = command::run(
+        "quick",
+        &argv("setsid sleep 30 & echo bad >&2; exit 3"),
+        &[],
+        Duration::from_secs(20),
+    );
+    let took = start.elapsed();
+    assert_eq!(c.reasons, ["probe quick exited with exit status: 3: bad"]);
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let start = Instant::now();
+    let c = command::run(
+        "fine",
+        &argv("setsid sleep 30 & exit 0"),
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!((c.value.as_str(), c.reasons.len()), ("ok", 0));
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+/// A probe that writes more than a pipe holds is read as it writes: its
+/// end is kept (the last line of its standard output, as before), and
+/// the probe is not stuck on a full pipe.
+#[test]
+fn a_probe_with_much_output_keeps_its_last_line() {
+    let argv = |s: &str| vec!["/bin/sh".to_owned(), "-c".to_owned(), s.to_owned()];
+    let c = command::run(
+        "chatty",
+        &argv("i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done; exit 1"),
+        &[],
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        c.reasons,
+        ["probe chatty exited with exit status: 1: line 19999"]
+    );
+}
+
+/// A port that sends an endless first line: the banner is cut at 256
+/// bytes and the connection dropped, not read to its end.
+#[test]
+fn an_endless_banner_is_cut() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let chunk = [b'x'; 65536];
+        let mut sent = 0usize;
+        // Until the reader hangs up, or 64 MiB.
+        while sent < 64 << 20 && s.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let c = sshd::check(Some(42), |_| true, port, Duration::from_secs(5));
+    assert_eq!(
+        c.reasons,
+        [format!(
+            "port {port} answers '{}', not an SSH banner",
+            "x".repeat(40)
+        )]
+    );
+    let sent = server.join().unwrap();
+    assert!(sent < 16 << 20, "the reader took {sent} bytes");
+}

@@ -45,38 +45,60 @@ impl Sexp {
     }
 }
 
+/// How deep lists may nest in a reply (Shepherd's own nest about eight
+/// deep): deeper input is refused, so that the recursive reader below
+/// cannot exhaust the stack.
+pub const MAX_DEPTH: usize = 32;
+/// How long a reply may be (a system's status is a few tens of kilobytes).
+pub const MAX_REPLY: usize = 1 << 20;
+
+/// Why a reply does not parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ParseError {
+    /// It ends before the s-expression does (more may come).
+    Incomplete,
+    /// It cannot become one.
+    Invalid,
+    /// It nests deeper than [`MAX_DEPTH`].
+    TooDeep,
+}
+
 /// Parses one s-expression from the start of `text`.
-fn parse(text: &str) -> Option<Sexp> {
-    fn value(c: &[char], i: &mut usize) -> Option<Sexp> {
+fn parse(text: &str) -> Result<Sexp, ParseError> {
+    use ParseError::{Incomplete, Invalid, TooDeep};
+    fn value(c: &[char], i: &mut usize, depth: usize) -> Result<Sexp, ParseError> {
         while *i < c.len() && c[*i].is_whitespace() {
             *i += 1;
         }
-        match c.get(*i)? {
+        match c.get(*i).ok_or(Incomplete)? {
             '(' => {
+                if depth >= MAX_DEPTH {
+                    return Err(TooDeep);
+                }
                 *i += 1;
                 let mut items = Vec::new();
                 loop {
                     while *i < c.len() && c[*i].is_whitespace() {
                         *i += 1;
                     }
-                    if *c.get(*i)? == ')' {
+                    if *c.get(*i).ok_or(Incomplete)? == ')' {
                         *i += 1;
-                        return Some(Sexp::List(items));
+                        return Ok(Sexp::List(items));
                     }
-                    items.push(value(c, i)?);
+                    items.push(value(c, i, depth + 1)?);
                 }
             }
             '"' => {
                 *i += 1;
                 let mut s = String::new();
                 loop {
-                    match *c.get(*i)? {
+                    match *c.get(*i).ok_or(Incomplete)? {
                         '"' => {
                             *i += 1;
-                            return Some(Sexp::Str(s));
+                            return Ok(Sexp::Str(s));
                         }
                         '\\' => {
-                            s.push(*c.get(*i + 1)?);
+                            s.push(*c.get(*i + 1).ok_or(Incomplete)?);
                             *i += 2;
                         }
                         ch => {
@@ -86,18 +108,18 @@ fn parse(text: &str) -> Option<Sexp> {
                     }
                 }
             }
-            ')' => None,
+            ')' => Err(Invalid),
             _ => {
                 let start = *i;
                 while *i < c.len() && !c[*i].is_whitespace() && c[*i] != '(' && c[*i] != ')' {
                     *i += 1;
                 }
-                Some(Sexp::Atom(c[start..*i].iter().collect()))
+                Ok(Sexp::Atom(c[start..*i].iter().collect()))
             }
         }
     }
     let chars: Vec<char> = text.chars().collect();
-    value(&chars, &mut 0)
+    value(&chars, &mut 0, 0)
 }
 
 /// Why Shepherd could not be asked which services run.
@@ -106,6 +128,12 @@ pub enum ShepherdError {
     /// The reply does not parse.
     #[error("shepherd's reply is not an s-expression")]
     NotSexp,
+    /// The reply nests lists deeper than [`MAX_DEPTH`].
+    #[error("shepherd's reply nests lists deeper than {MAX_DEPTH}")]
+    TooDeep,
+    /// The reply is longer than [`MAX_REPLY`] bytes.
+    #[error("shepherd's reply is longer than {MAX_REPLY} bytes")]
+    TooLong,
     /// Shepherd answered with an error.
     #[error("shepherd answered with an error: {0}")]
     Answered(String),
@@ -145,7 +173,13 @@ pub enum ShepherdError {
 
 /// The services a `status` reply shows running, by their first name.
 pub fn running_from_reply(reply: &str) -> Result<Vec<String>, ShepherdError> {
-    let r = parse(reply).ok_or(ShepherdError::NotSexp)?;
+    if reply.len() > MAX_REPLY {
+        return Err(ShepherdError::TooLong);
+    }
+    let r = parse(reply).map_err(|e| match e {
+        ParseError::TooDeep => ShepherdError::TooDeep,
+        ParseError::Incomplete | ParseError::Invalid => ShepherdError::NotSexp,
+    })?;
     if let Some([e]) = r.field("error")
         && e.atom() != Some("#f")
     {
@@ -199,13 +233,17 @@ pub fn ask_socket(socket: &Path) -> Result<Vec<String>, ShepherdError> {
     )
     .map_err(io)?;
     // Shepherd closes the connection after its reply; read until the
-    // s-expression is complete, in case it does not.
+    // s-expression is complete (or cannot become one), in case it does
+    // not, and no further than MAX_REPLY.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16384];
     loop {
         let n = s.read(&mut chunk).map_err(io)?;
         buf.extend_from_slice(&chunk[..n]);
-        if n == 0 || parse(&String::from_utf8_lossy(&buf)).is_some() {
+        if buf.len() > MAX_REPLY {
+            return Err(ShepherdError::TooLong);
+        }
+        if n == 0 || parse(&String::from_utf8_lossy(&buf)) != Err(ParseError::Incomplete) {
             break;
         }
     }
@@ -329,6 +367,59 @@ mod tests {
         assert_eq!(ask_socket(&path).unwrap(), ["root", "sleeper"]);
         server.join().unwrap();
         assert!(ask_socket(&dir.path().join("nothing")).is_err());
+    }
+
+    #[test]
+    fn deep_or_long_replies_are_errors_not_crashes() {
+        let deep = "(".repeat(100_000);
+        assert_eq!(
+            running_from_reply(&deep).unwrap_err().to_string(),
+            "shepherd's reply nests lists deeper than 32"
+        );
+        let closed = format!("{}{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(
+            running_from_reply(&closed).unwrap_err().to_string(),
+            "shepherd's reply nests lists deeper than 32"
+        );
+        // Just within the limit, it parses (and is not a reply).
+        let ok = format!("{}{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        assert_eq!(
+            running_from_reply(&ok).unwrap_err().to_string(),
+            "shepherd's reply has no result"
+        );
+        let long = format!("(reply \"{}\")", "x".repeat(MAX_REPLY));
+        assert_eq!(
+            running_from_reply(&long).unwrap_err().to_string(),
+            "shepherd's reply is longer than 1048576 bytes"
+        );
+        assert_eq!(
+            running_from_reply("(reply").unwrap_err().to_string(),
+            "shepherd's reply is not an s-expression"
+        );
+        assert_eq!(
+            running_from_reply(")").unwrap_err().to_string(),
+            "shepherd's reply is not an s-expression"
+        );
+    }
+
+    #[test]
+    fn a_socket_that_talks_forever_is_cut_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socket");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let _ = c.write_all(b"(reply \"");
+            let chunk = [b'x'; 65536];
+            // Until the reader hangs up.
+            while c.write_all(&chunk).is_ok() {}
+        });
+        assert_eq!(
+            ask_socket(&path).unwrap_err().to_string(),
+            "shepherd's reply is longer than 1048576 bytes"
+        );
+        server.join().unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! sshd: its pid alive, and its port answering with an SSH banner.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -30,12 +30,17 @@ pub fn check(pid: Option<u32>, alive: impl Fn(u32) -> bool, port: u16, timeout: 
     }
 }
 
-/// The first line a TCP server on loopback sends.
+/// How much of a banner is read (SSH allows 255 bytes, RFC 4253 4.2).
+const MAX_BANNER: u64 = 256;
+
+/// The first line a TCP server on loopback sends, or its first
+/// [`MAX_BANNER`] bytes: a server that never sends a newline is not
+/// followed.
 pub fn banner(port: u16, timeout: Duration) -> std::io::Result<String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     let mut line = String::new();
-    BufReader::new(s).read_line(&mut line)?;
+    BufReader::new(s.take(MAX_BANNER)).read_line(&mut line)?;
     Ok(line.trim_end().to_owned())
 }

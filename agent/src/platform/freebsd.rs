@@ -61,3 +61,17 @@ pub fn mount_fs(m: &EarlyMount, path: &Path) -> std::io::Result<()> {
     n.nmount(MntFlags::empty())
         .map_err(|e| std::io::Error::from(e.error()))
 }
+
+/// The effective uid of the process that connected the Unix socket `fd`
+/// (`getpeereid`: recorded by the kernel at `connect`).
+pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let (mut uid, mut gid): (libc::uid_t, libc::gid_t) = (0, 0);
+    // SAFETY: `uid` and `gid` are live locals the call writes; `fd` is
+    // borrowed, so it is open.
+    let r = unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(uid)
+}

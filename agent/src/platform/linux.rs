@@ -64,3 +64,30 @@ pub fn mount_fs(m: &EarlyMount, path: &Path) -> std::io::Result<()> {
     )
     .map_err(std::io::Error::from)
 }
+
+/// The effective uid of the process that connected the Unix socket `fd`
+/// (`SO_PEERCRED`: recorded by the kernel at `connect`).
+pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are live locals of the size passed; the
+    // kernel writes at most `len` bytes; `fd` is borrowed, so it is open.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred.uid)
+}
