@@ -70,8 +70,7 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
     for e in &mount_errors {
         console(e);
     }
-    let system = system
-        .or_else(|| platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.system")));
+    let system = system.or_else(|| platform::boot_arg(platform::SYSTEM_KEY));
     let mut shepherd_item = String::new();
     let mut env: Vec<(String, String)> = Vec::new();
     match &system {
