@@ -157,6 +157,18 @@ pub fn run(root: &GuestRoot, system: Option<String>) -> String {
 
 /// The boot path's work: mounts, shims, activation, early probes, host
 /// keys, the ledger. Returns what to exec.
+/// The boot line's system, read as `--system` is: one item directly
+/// under /frx/store, or nothing is activated (and the shell follows).
+fn checked_system(system: Option<String>, console: &dyn Fn(&str)) -> Option<String> {
+    system.filter(|s| match crate::system::parse_system_path(s) {
+        Ok(_) => true,
+        Err(e) => {
+            console(&format!("fruix.system: {}", crate::error::chain(&e)));
+            false
+        }
+    })
+}
+
 fn prepare(root: &GuestRoot, system: Option<String>, console: &dyn Fn(&str)) -> Vec<Exec> {
     let t = Instant::now();
     let (mounted, mount_errors) = early_mounts(root);
@@ -164,8 +176,10 @@ fn prepare(root: &GuestRoot, system: Option<String>, console: &dyn Fn(&str)) -> 
     for e in &mount_errors {
         console(e);
     }
-    let system = system
-        .or_else(|| platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.system")));
+    let system = checked_system(
+        system.or_else(|| platform::boot_arg(platform::SYSTEM_KEY)),
+        console,
+    );
     let mut shepherd_item = String::new();
     let mut env: Vec<(String, String)> = Vec::new();
     match &system {
@@ -278,6 +292,33 @@ mod tests {
         assert_eq!(
             execs.iter().map(|e| e.prog.as_str()).collect::<Vec<_>>(),
             ["/frx/store/abc-shepherd-1.0/bin/shepherd", "/bin/sh"]
+        );
+    }
+
+    #[test]
+    fn a_boot_line_system_outside_the_store_is_not_activated() {
+        let said = std::cell::RefCell::new(Vec::new());
+        let console = |m: &str| said.borrow_mut().push(m.to_owned());
+        let good = format!("/frx/store/{}-system-x", "0".repeat(64));
+        assert_eq!(
+            checked_system(Some(good.clone()), &console),
+            Some(good.clone())
+        );
+        assert_eq!(
+            checked_system(Some(format!("{good}/../../../tmp/evil")), &console),
+            None
+        );
+        assert_eq!(checked_system(Some("/tmp/evil".into()), &console), None);
+        let said = said.borrow();
+        assert_eq!(said.len(), 2);
+        let evil = format!("{good}/../../../tmp/evil");
+        let name = evil.trim_start_matches("/frx/store/");
+        assert_eq!(
+            said[0],
+            format!(
+                "fruix.system: {evil}: invalid item name '{name}': \
+                 it has a byte outside A-Z a-z 0-9 + . _ -"
+            )
         );
     }
 }

@@ -148,13 +148,10 @@ fn verify(root: PathBuf, metadata_only: bool, json: bool, items: Vec<String>) ->
 fn activate(system: Option<String>, root: PathBuf, dry_run: bool, json: bool) -> Result<bool> {
     let system = match system {
         Some(s) => s,
-        None => platform::boot_args()
-            .and_then(|a| platform::boot_arg(&a, "fruix.system"))
+        None => platform::boot_arg(platform::SYSTEM_KEY)
             .context("no system item: pass --system or boot with fruix.system=")?,
     };
-    if !system.starts_with("/frx/store/") {
-        bail!("--system: '{system}' is not a store item under /frx/store");
-    }
+    let system = checked_system(system)?;
     let mut guest = GuestRoot::new(root);
     if dry_run {
         guest = guest.dry_run();
@@ -193,7 +190,7 @@ fn activate(system: Option<String>, root: PathBuf, dry_run: bool, json: bool) ->
 fn system_arg(system: Option<String>, root: &GuestRoot) -> Result<String> {
     let system = match system {
         Some(s) => s,
-        None => match platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.system")) {
+        None => match platform::boot_arg(platform::SYSTEM_KEY) {
             Some(s) => s,
             None => std::fs::read_link(root.path("/run/current-system"))
                 .map(|p| p.to_string_lossy().into_owned())
@@ -202,10 +199,18 @@ fn system_arg(system: Option<String>, root: &GuestRoot) -> Result<String> {
                 )?,
         },
     };
-    if !system.starts_with("/frx/store/") {
-        bail!("--system: '{system}' is not a store item under /frx/store");
+    checked_system(system)
+}
+
+/// `system` if it is `/frx/store/NAME` with NAME a store item name (no
+/// `..`, no extra `/`), else a one-line error naming it.
+fn checked_system(system: String) -> Result<String> {
+    use fruix_agent::error::AgentError;
+    match fruix_agent::system::parse_system_path(&system) {
+        Ok(_) => Ok(system),
+        Err(AgentError::SystemName { source, .. }) => bail!("--system: '{system}': {source}"),
+        Err(_) => bail!("--system: '{system}' is not a store item under /frx/store"),
     }
-    Ok(system)
 }
 
 fn run_daemon(
@@ -218,7 +223,7 @@ fn run_daemon(
     let system = system_arg(system, &root)?;
     let opts = fruix_agent::daemon::Options {
         inputs: fruix_agent::round::RoundInputs {
-            boot_digest: platform::boot_args().and_then(|a| platform::boot_arg(&a, "fruix.digest")),
+            boot_digest: platform::boot_arg(platform::DIGEST_KEY),
             sshd_wait: std::time::Duration::from_secs(
                 sshd_wait.min(fruix_agent::socket::MAX_WAIT_S),
             ),

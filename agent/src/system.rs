@@ -27,16 +27,23 @@ pub struct SystemView {
     pub closure: Vec<ClosureEntry>,
 }
 
+/// The item a system path names: `/frx/store/NAME` where NAME is a store
+/// item name. A name has no `/`, so `..` and extra slashes cannot lead the
+/// agent (root) out of the store.
+pub fn parse_system_path(guest_path: &str) -> Result<ItemName, AgentError> {
+    let name = guest_path
+        .strip_prefix("/frx/store/")
+        .ok_or_else(|| AgentError::NotInStore(guest_path.to_owned()))?;
+    ItemName::parse(name).map_err(|source| AgentError::SystemName {
+        path: guest_path.to_owned(),
+        source,
+    })
+}
+
 impl SystemView {
     /// Reads the system item at `guest_path` (`/frx/store/<name>`).
     pub fn load(root: &GuestRoot, guest_path: &str) -> Result<SystemView, AgentError> {
-        let name = guest_path
-            .strip_prefix("/frx/store/")
-            .ok_or_else(|| AgentError::NotInStore(guest_path.to_owned()))?;
-        let item = ItemName::parse(name).map_err(|source| AgentError::SystemName {
-            path: guest_path.to_owned(),
-            source,
-        })?;
+        let item = parse_system_path(guest_path)?;
         let dir = root.path(guest_path);
         let config = SystemConfig::load(&dir)?;
         let closure_path = dir.join(CLOSURE);
@@ -76,5 +83,35 @@ impl SystemView {
     /// items, no shim anywhere.
     pub fn guile_env(&self) -> Vec<(String, String)> {
         fruix_system::guile_env(&self.config.shepherd, &self.config.guile_extensions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAME: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-system-x";
+
+    #[test]
+    fn a_system_path_is_the_store_and_one_item_name() {
+        let ok = parse_system_path(&format!("/frx/store/{NAME}")).unwrap();
+        assert_eq!(ok.as_str(), NAME);
+        for bad in [
+            format!("/frx/store/{NAME}/../../etc"),
+            format!("/frx/store//{NAME}"),
+            format!("/frx/store/{NAME}/"),
+            "/frx/store/..".to_owned(),
+            "/frx/store/../../etc/passwd".to_owned(),
+        ] {
+            let e = parse_system_path(&bad).unwrap_err();
+            assert!(
+                matches!(&e, AgentError::SystemName { path, .. } if *path == bad),
+                "{bad}: {e}"
+            );
+        }
+        assert!(matches!(
+            parse_system_path("/etc"),
+            Err(AgentError::NotInStore(p)) if p == "/etc"
+        ));
     }
 }

@@ -5,6 +5,9 @@
 use std::fs;
 use std::process::{Command, Output};
 
+/// A system item's name (a digest and a package name).
+const SYSTEM: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-system-x";
+
 fn agent(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
         .args(args)
@@ -22,6 +25,44 @@ fn a_system_outside_the_store_is_refused() {
     );
 }
 
+/// `--system` names one item of the store: a path that climbs out of it,
+/// or has extra slashes, is refused before anything is read.
+#[test]
+fn a_system_path_that_is_not_one_item_name_is_refused() {
+    for (system, name, why) in [
+        (
+            format!("/frx/store/{SYSTEM}/../../../etc"),
+            format!("{SYSTEM}/../../../etc"),
+            "has a byte outside A-Z a-z 0-9 + . _ -",
+        ),
+        (
+            format!("/frx/store//{SYSTEM}"),
+            format!("/{SYSTEM}"),
+            "does not start with 64 lowercase hex digits",
+        ),
+        (
+            "/frx/store/../../tmp/evil-system".to_owned(),
+            "../../tmp/evil-system".to_owned(),
+            "is shorter than a digest, '-' and a name",
+        ),
+    ] {
+        for args in [
+            ["activate", "--root", "/nonexistent", "--system", &system].as_slice(),
+            ["probe", "x", "--root", "/nonexistent", "--system", &system].as_slice(),
+        ] {
+            let o = agent(args);
+            assert_eq!(o.status.code(), Some(2), "{args:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&o.stderr),
+                format!(
+                    "fruix-agent: --system: '{system}': invalid item name '{name}': it {why}\n"
+                ),
+                "{args:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_broken_system_item_is_a_failed_activation() {
     let t = tempfile::tempdir().unwrap();
@@ -30,7 +71,7 @@ fn a_broken_system_item_is_a_failed_activation() {
         "--root",
         t.path().to_str().unwrap(),
         "--system",
-        "/frx/store/abc-system-x",
+        &format!("/frx/store/{SYSTEM}"),
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(1), "activation ran and failed");
@@ -47,7 +88,7 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
     let rt = t.path().join("frx/store/r-native-runtime/etc");
     fs::create_dir_all(&rt).unwrap();
     fs::write(rt.join("motd"), "hi\n").unwrap();
-    let sys = t.path().join("frx/store/s-system-x/etc/fruix");
+    let sys = t.path().join(format!("frx/store/{SYSTEM}/etc/fruix"));
     fs::create_dir_all(&sys).unwrap();
     fs::write(sys.join("system.toml"), "host-name = \"x\"\nboot-mode = \"shepherd-pid1\"\nstore-verify = \"none\"\ngate = []\nruntime = \"r-native-runtime\"\nagent = \"a\"\n").unwrap();
     let o = agent(&[
@@ -55,7 +96,7 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
         "--root",
         t.path().to_str().unwrap(),
         "--system",
-        "/frx/store/s-system-x",
+        &format!("/frx/store/{SYSTEM}"),
         "--dry-run",
     ]);
     assert_eq!(
@@ -70,7 +111,9 @@ fn a_dry_run_prints_the_plan_and_writes_nothing() {
         "{out}"
     );
     assert!(
-        out.contains("  would: link /run/current-system -> /frx/store/s-system-x\n"),
+        out.contains(&format!(
+            "  would: link /run/current-system -> /frx/store/{SYSTEM}\n"
+        )),
         "{out}"
     );
     assert!(

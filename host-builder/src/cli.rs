@@ -71,14 +71,23 @@ pub enum SystemCommand {
     /// Boot an image (or build and boot a declaration) under QEMU, wait
     /// for the agent's ready line on the serial console and print its
     /// report. Exit 0 ready, 1 not ready, 2 error.
+    ///
+    /// Exit status: 0 when the guest reported ready (or degraded). 1 when
+    /// the guest booted and is not ready: it reported not ready, gave no
+    /// ready line within --timeout, stopped or panicked (QEMU exited 0),
+    /// or the wait was interrupted. 2 for a failure on the host, with one
+    /// line on stderr: no image, QEMU missing or exiting with an error
+    /// (it could not start the machine), --accel kvm where KVM cannot run
+    /// a guest, no OVMF firmware, a build or tool that failed. The disk's
+    /// format (raw, qcow2, vhd) is read from its header, not its name.
     Vm(VmArgs),
 }
 
 /// Arguments of `fruix system vm`.
 #[derive(Debug, Args)]
 pub struct VmArgs {
-    /// A disk image (.raw, .qcow2, .vhd), or a declaration (.toml) to
-    /// build first (then --out is needed).
+    /// A disk image (raw, qcow2 or vhd, told apart by their headers), or a
+    /// declaration (.toml) to build first (then --out is needed).
     #[arg(value_name = "IMAGE|DECL")]
     pub target: PathBuf,
     /// Output directory when building a declaration.

@@ -5,8 +5,8 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use fruix_store::ImportError;
 
@@ -68,20 +68,23 @@ pub struct TempTree {
     path: PathBuf,
 }
 
-static TREE_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl TempTree {
-    /// A fresh empty directory under `parent`.
+    /// A fresh empty directory under `parent`, `LABEL-XXXXXX` with a random
+    /// suffix made by `tempfile` (created exclusively, so never a name
+    /// someone else can guess and plant first), then given the mode a
+    /// plain `mkdir` would (0755): the staged trees become store items and
+    /// image roots, whose top directory's mode they keep.
     pub fn new(parent: &Path, label: &str) -> Result<TempTree, BuildError> {
         fs::create_dir_all(parent).map_err(|e| BuildError::Io(parent.to_owned(), e))?;
-        let path = parent.join(format!(
-            "{label}-{}-{}",
-            std::process::id(),
-            TREE_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fruix_store::root::remove_tree(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
-        fs::create_dir(&path).map_err(|e| BuildError::Io(path.clone(), e))?;
-        Ok(TempTree { path })
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{label}-"))
+            .tempdir_in(parent)
+            .map_err(|e| BuildError::Io(parent.join(format!("{label}-XXXXXX")), e))?;
+        // Removed by our Drop, which also clears read-only directories.
+        let tree = TempTree { path: dir.keep() };
+        fs::set_permissions(&tree.path, fs::Permissions::from_mode(0o755))
+            .map_err(|e| BuildError::Io(tree.path.clone(), e))?;
+        Ok(tree)
     }
 
     /// The directory.
@@ -94,6 +97,19 @@ impl Drop for TempTree {
     fn drop(&mut self) {
         let _ = fruix_store::root::remove_tree(&self.path);
     }
+}
+
+/// A new empty file in `dir`, `PREFIXXXXXXX` with a random suffix, created
+/// exclusively (never a name someone could plant first, never through a
+/// link) at mode 0644, for a tool to write and the caller to rename into
+/// place. The caller removes it (a [`Cleanup`]).
+pub fn temp_file_in(dir: &Path, prefix: &str) -> Result<PathBuf, BuildError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .and_then(|f| f.into_temp_path().keep().map_err(|e| e.error))
+        .map_err(|e| BuildError::Io(dir.join(format!("{prefix}XXXXXX")), e))
 }
 
 /// Removes the temporary files it holds when dropped: what a failed

@@ -1,4 +1,5 @@
-//! Bad input to `fruix query` and `fruix system vm`: exit 2 and one line
+//! Bad input to `fruix query`, `fruix system vm` and `fruix system build`,
+//! and a host that cannot run QEMU: exit 2 and one line
 //! naming the input, before anything is started; and `fruix query`'s
 //! retries of a guest it cannot reach, counted at a stand-in `ssh`.
 #![allow(clippy::unwrap_used)]
@@ -97,4 +98,63 @@ fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
             "ssh called as: {c}"
         );
     }
+}
+
+/// QEMU that will not start is a failure on the host: exit 2 and one line,
+/// before anything is started (here no qemu-system-x86_64 in PATH).
+#[test]
+fn vm_without_qemu_is_a_host_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let image = t.path().join("disk.raw");
+    std::fs::write(&image, vec![0u8; 4096]).unwrap();
+    let empty = t.path().join("bin");
+    std::fs::create_dir(&empty).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_fruix"))
+        .args(["system", "vm", image.to_str().unwrap(), "--accel", "tcg"])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err,
+        "fruix: cannot run qemu-system-x86_64: not found in PATH (scripts/setup installs it)\n"
+    );
+    assert!(
+        !t.path().join("disk.console.log").exists() && !t.path().join("disk.qemu.log").exists(),
+        "nothing written"
+    );
+}
+
+/// A declaration refused by a check (here a home of `/`) is exit 2, one
+/// `FILE:LINE:COL: message` line, and nothing written: no OUT at all.
+#[test]
+fn a_refused_declaration_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("world")).unwrap();
+    let decl = t.path().join("system.toml");
+    std::fs::write(
+        &decl,
+        "host-name = \"box\"\ninit = \"shepherd-pid1\"\nkernel = \"w\"\nbootloader = \"w\"\nbase-packages = [\"w\"]\n\n\
+         [packages.w]\nsource = { type = \"dir\", path = \"world\" }\n\n\
+         [[users]]\nname = \"alice\"\nuid = 1000\ngroup = \"users\"\nhome = \"/\"\n",
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let (code, err) = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "fruix: {}:14:8: `users.home`: '/' is a system directory ('/', '/etc' or under '/frx')\n",
+            decl.display()
+        )
+    );
+    assert!(!out.exists(), "nothing written");
 }

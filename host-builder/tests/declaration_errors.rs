@@ -54,11 +54,17 @@ formats = ["raw", "qcow2"]
 firmware = "direct"
 "#;
 
-/// A directory with the declaration's inputs (`world/`, `w.tar`).
+/// A directory with the declaration's inputs (`world/`, `w.tar`, and
+/// `bad.pub`, whose fourth line is not a bare key).
 fn workdir() -> (tempfile::TempDir, PathBuf) {
     let t = tempfile::tempdir().unwrap();
     fs::create_dir_all(t.path().join("world/boot")).unwrap();
     fs::write(t.path().join("w.tar"), b"").unwrap();
+    fs::write(
+        t.path().join("bad.pub"),
+        "# root's keys\n\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x a@b\nfrom=\"10.0.0.1\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x\n",
+    )
+    .unwrap();
     let file = t.path().join("system.toml");
     (t, file)
 }
@@ -363,7 +369,7 @@ case!(
     relative_home,
     "home = \"/home/alice\"",
     "home = \"home/alice\"",
-    "FILE:31:8: `users.home`: 'home/alice' is not an absolute path"
+    "FILE:31:8: `users.home`: 'home/alice' is not an absolute path without '.' or '..'"
 );
 case!(
     relative_setuid_program,
@@ -430,6 +436,166 @@ case!(
     "firmware = \"direct\"",
     "firmware = \"bios\"",
     "FILE:45:12: unknown variant `bios`, expected `uefi` or `direct`"
+);
+
+// Strings that become fields of /etc/passwd, lines of authorized_keys or
+// values in system.toml: no ':' where passwd separates fields, no control
+// character anywhere (DEL too), keys and shells of the right form.
+case!(
+    comment_with_a_colon,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\ncomment = \"Alice:x:0:0\"",
+    "FILE:32:11: `users.comment`: 'Alice:x:0:0' has a ':', which separates the fields of /etc/passwd"
+);
+case!(
+    comment_with_a_newline,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\ncomment = \"Alice\\nmallory::0:0::/:/bin/sh\"",
+    "FILE:32:11: `users.comment`: \"Alice\\nmallory::0:0::/:/bin/sh\" has a control character (U+000A)"
+);
+case!(
+    comment_with_del,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\ncomment = \"Alice\\u007f\"",
+    "FILE:32:11: `users.comment`: \"Alice\\u{7f}\" has a control character (U+007F)"
+);
+case!(
+    shell_with_a_colon,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nshell = \"/bin/sh:\"",
+    "FILE:32:9: `users.shell`: '/bin/sh:' has a ':', which separates the fields of /etc/passwd"
+);
+case!(
+    shell_with_a_newline,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nshell = \"/bin/sh\\n\"",
+    "FILE:32:9: `users.shell`: \"/bin/sh\\n\" has a control character (U+000A)"
+);
+case!(
+    relative_shell,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nshell = \"bash\"",
+    "FILE:32:9: `users.shell`: 'bash' is not an absolute path without '..'"
+);
+case!(
+    shell_with_dotdot,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nshell = \"/bin/../tmp/sh\"",
+    "FILE:32:9: `users.shell`: '/bin/../tmp/sh' is not an absolute path without '..'"
+);
+case!(
+    home_is_root,
+    "home = \"/home/alice\"",
+    "home = \"/\"",
+    "FILE:31:8: `users.home`: '/' is a system directory ('/', '/etc' or under '/frx')"
+);
+case!(
+    home_is_etc,
+    "home = \"/home/alice\"",
+    "home = \"//etc/\"",
+    "FILE:31:8: `users.home`: '//etc/' is a system directory ('/', '/etc' or under '/frx')"
+);
+case!(
+    home_in_the_store,
+    "home = \"/home/alice\"",
+    "home = \"/frx/store\"",
+    "FILE:31:8: `users.home`: '/frx/store' is a system directory ('/', '/etc' or under '/frx')"
+);
+case!(
+    home_with_dotdot,
+    "home = \"/home/alice\"",
+    "home = \"/home/../etc\"",
+    "FILE:31:8: `users.home`: '/home/../etc' is not an absolute path without '.' or '..'"
+);
+case!(
+    home_with_a_colon,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice:/bin/sh\"",
+    "FILE:31:8: `users.home`: '/home/alice:/bin/sh' has a ':', which separates the fields of /etc/passwd"
+);
+case!(
+    user_key_with_options,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nauthorized-keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x a@b\", \"command=\\\"sh\\\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x\"]",
+    "FILE:32:68: `users.authorized-keys`: not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"
+);
+case!(
+    user_key_with_a_second_line,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nauthorized-keys = [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x a@b\\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB m@x\"]",
+    "FILE:32:20: `users.authorized-keys`: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x a@b\\nssh-rsa AAAAB3NzaC1yc2EAAAADAQAB m@x\" has a control character (U+000A)"
+);
+case!(
+    user_key_of_unknown_type,
+    "home = \"/home/alice\"",
+    "home = \"/home/alice\"\nauthorized-keys = [\"ssh-dss AAAAB3NzaC1kc3MAAACBAP m@x\"]",
+    "FILE:32:20: `users.authorized-keys`: not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"
+);
+case!(
+    root_key_with_a_second_line,
+    "test@host\"]",
+    "test@host\\rssh-rsa AAAAB3NzaC1yc2EAAAADAQAB m@x\"]",
+    "FILE:21:25: `services.sshd.root-authorized-keys`: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG8x test@host\\rssh-rsa AAAAB3NzaC1yc2EAAAADAQAB m@x\" has a control character (U+000D)"
+);
+case!(
+    key_file_with_a_line_that_is_not_a_key,
+    "root-authorized-keys = [",
+    "root-authorized-keys-files = [\"bad.pub\"]\nroot-authorized-keys = [",
+    "FILE:21:31: `services.sshd.root-authorized-keys-files`: DIR/bad.pub line 4: not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"
+);
+case!(
+    mirror_with_a_space,
+    "type = \"dir\", path = \"world\"",
+    "type = \"debian\", suite = \"trixie\", packages = [\"bash\"], mirror = \"http://deb.debian.org/debian --include=evil\"",
+    "FILE:9:10: `packages.world.source`: mirror \"http://deb.debian.org/debian --include=evil\" has a space or a control character"
+);
+case!(
+    mirror_with_a_newline,
+    "type = \"dir\", path = \"world\"",
+    "type = \"debian\", suite = \"trixie\", packages = [\"bash\"], mirror = \"http://deb.debian.org/debian\\n\"",
+    "FILE:9:10: `packages.world.source`: mirror \"http://deb.debian.org/debian\\n\" has a space or a control character"
+);
+case!(
+    probe_environment_name_with_equals,
+    "command = [\"true\"]",
+    "command = [\"true\"]\nenvironment = { \"A=B\" = \"1\" }",
+    "FILE:40:17: `agent.probes.environment`: 'A=B' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+);
+case!(
+    probe_environment_name_starting_with_a_digit,
+    "command = [\"true\"]",
+    "command = [\"true\"]\nenvironment = { LANG = \"C\", 1X = \"1\" }",
+    "FILE:40:29: `agent.probes.environment`: '1X' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+);
+case!(
+    probe_environment_value_with_a_control_character,
+    "command = [\"true\"]",
+    "command = [\"true\"]\nenvironment = { TERM = \"\\u001b[2J\" }",
+    "FILE:40:24: `agent.probes.environment`: \"\\u{1b}[2J\" has a control character (U+001B)"
+);
+case!(
+    probe_argument_with_a_newline,
+    "command = [\"true\"]",
+    "command = [\"sh\", \"-c\", \"true\\nreboot\"]",
+    "FILE:39:24: `agent.probes.command`: \"true\\nreboot\" has a control character (U+000A)"
+);
+case!(
+    setuid_program_with_a_tab,
+    "base-packages = [\"runtime\"]",
+    "base-packages = [\"runtime\"]\nsetuid-programs = [\"/usr/bin/su\\t\"]",
+    "FILE:6:20: `setuid-programs`: \"/usr/bin/su\\t\" has a control character (U+0009)"
+);
+case!(
+    materialize_prefix_with_a_newline,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"/tmp/x\\nrules evil\", rules = [\"guile\"] }",
+    "FILE:10:15: `packages.world.materialize`: \"/tmp/x\\nrules evil\" has a control character (U+000A)"
+);
+case!(
+    source_path_with_a_newline,
+    "path = \"world\" }",
+    "path = \"world\\nkeep x\" }",
+    "FILE:9:10: `packages.world.source`: \"world\\nkeep x\" has a control character (U+000A)"
 );
 
 /// The shipped examples are valid declarations once their inputs exist

@@ -1,22 +1,14 @@
 //! FreeBSD: the boot arguments are the loader's environment (kenv), which
-//! carries `fruix.system` and `fruix.digest` from loader.conf.
+//! carries `fruix.system` and `fruix.digest` from loader.conf. Each is read
+//! by itself with `kenv -q KEY`, never from kenv's listing of every
+//! variable, so that no value can pass for another key.
 
 use std::process::Command;
 
-/// The boot arguments, as `key=value` words.
-pub fn boot_args() -> Option<String> {
-    let out = Command::new("/bin/kenv").output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    // kenv prints key="value" lines.
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(
-        text.lines()
-            .map(|l| l.replace('"', ""))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+/// The value of boot argument `key`: `kenv -q KEY`'s output, whole.
+pub fn boot_arg(key: &str) -> Option<String> {
+    let out = Command::new("/bin/kenv").arg("-q").arg(key).output().ok()?;
+    super::kenv_value(out.status.success(), &out.stdout)
 }
 
 use std::path::Path;

@@ -1,8 +1,9 @@
 //! Linux: the boot arguments are the kernel command line.
 
-/// The boot arguments, as one string.
-pub fn boot_args() -> Option<String> {
-    std::fs::read_to_string("/proc/cmdline").ok()
+/// The value of boot argument `key`: `key=value` on the kernel command
+/// line.
+pub fn boot_arg(key: &str) -> Option<String> {
+    super::cmdline_arg(&std::fs::read_to_string("/proc/cmdline").ok()?, key)
 }
 
 use std::path::Path;

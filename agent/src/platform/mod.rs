@@ -25,16 +25,34 @@ pub struct EarlyMount {
     pub mode: u32,
 }
 
-/// The value of `key=value` in a boot-argument string (the Linux kernel
-/// command line, or FreeBSD's loader variables joined the same way). The
-/// last one wins, as for the kernel's own parameters, so that a value
-/// appended by a boot loader or `fruix system vm --append` overrides.
-pub fn boot_arg(args: &str, key: &str) -> Option<String> {
-    args.split_whitespace()
+/// The boot argument naming the system item to activate.
+pub const SYSTEM_KEY: &str = "fruix.system";
+/// The boot argument carrying the system item's digest.
+pub const DIGEST_KEY: &str = "fruix.digest";
+
+/// The value of `key=value` on a Linux kernel command line. The last one
+/// wins, as for the kernel's own parameters, so that a value appended by a
+/// boot loader or `fruix system vm --append` overrides.
+pub fn cmdline_arg(cmdline: &str, key: &str) -> Option<String> {
+    cmdline
+        .split_whitespace()
         .rev()
         .filter_map(|w| w.split_once('='))
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.to_owned())
+}
+
+/// The value `kenv -q KEY` printed: the whole of its output but the one
+/// newline kenv ends it with, spaces and all (a value is never split into
+/// words, so it cannot pass for another key). None when kenv failed (the
+/// key is not set) or printed nothing or no UTF-8.
+pub fn kenv_value(succeeded: bool, stdout: &[u8]) -> Option<String> {
+    if !succeeded {
+        return None;
+    }
+    let text = std::str::from_utf8(stdout).ok()?;
+    let value = text.strip_suffix('\n').unwrap_or(text);
+    (!value.is_empty()).then(|| value.to_owned())
 }
 
 #[cfg(test)]
@@ -45,12 +63,30 @@ mod tests {
     fn finds_the_system_on_the_boot_line() {
         let line = "root=/dev/vda2 rw console=ttyS0 fruix.system=/frx/store/abc-system-x fruix.digest=abc quiet";
         assert_eq!(
-            boot_arg(line, "fruix.system").as_deref(),
+            cmdline_arg(line, SYSTEM_KEY).as_deref(),
             Some("/frx/store/abc-system-x")
         );
-        assert_eq!(boot_arg(line, "fruix.digest").as_deref(), Some("abc"));
-        assert_eq!(boot_arg(line, "nope"), None);
+        assert_eq!(cmdline_arg(line, DIGEST_KEY).as_deref(), Some("abc"));
+        assert_eq!(cmdline_arg(line, "nope"), None);
         let twice = format!("{line} fruix.digest=def");
-        assert_eq!(boot_arg(&twice, "fruix.digest").as_deref(), Some("def"));
+        assert_eq!(cmdline_arg(&twice, DIGEST_KEY).as_deref(), Some("def"));
+    }
+
+    #[test]
+    fn a_kenv_value_is_taken_whole() {
+        // A value with a space that looks like another key stays one value.
+        let out = b"/frx/store/abc-system-x fruix.digest=forged\n";
+        assert_eq!(
+            kenv_value(true, out).as_deref(),
+            Some("/frx/store/abc-system-x fruix.digest=forged")
+        );
+        // Only the one trailing newline goes; quotes are the value's own.
+        assert_eq!(kenv_value(true, b" a\"b\" \n").as_deref(), Some(" a\"b\" "));
+        assert_eq!(kenv_value(true, b"x\n\n").as_deref(), Some("x\n"));
+        assert_eq!(kenv_value(true, b"x").as_deref(), Some("x"));
+        // Not set: kenv -q fails and prints nothing.
+        assert_eq!(kenv_value(false, b""), None);
+        assert_eq!(kenv_value(true, b"\n"), None);
+        assert_eq!(kenv_value(true, b"\xff\n"), None);
     }
 }

@@ -9,7 +9,6 @@ use anyhow::{Result, bail};
 use crate::Outcome;
 use crate::cli::{BuildArgs, VmArgs};
 use crate::declaration::{Firmware, ImageFormat};
-use crate::error::TempTree;
 use crate::pipeline;
 use crate::progress::Progress;
 use crate::vm::{self, VmOptions};
@@ -59,12 +58,17 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         console_log,
     };
     let stop = vm::stop_signals()?;
-    let work = TempTree::new(&std::env::temp_dir(), "fruix-vm")?;
+    // OVMF's variables and a direct boot's kernel and initrd: a private
+    // directory with a random name (0700, made exclusively by tempfile).
+    let work = tempfile::Builder::new()
+        .prefix("fruix-vm-")
+        .tempdir()
+        .map_err(|e| vm::VmError::Io(std::env::temp_dir().join("fruix-vm-XXXXXX"), e))?;
     let mut opts = opts;
     let mut attempt = 0;
     let (mut qemu, port, mut report) = loop {
         attempt += 1;
-        let (mut qemu, port, accel) = vm::start(&opts, &work)?;
+        let (mut qemu, port, accel) = vm::start(&opts, work.path())?;
         // A retry keeps the port the user (or the first attempt) chose.
         opts.ssh_port = port;
         progress.line(&format!(
@@ -76,7 +80,9 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
             },
             opts.console_log.display()
         ));
-        let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop);
+        // QEMU failing is an error on the host (exit 2); a report, ready
+        // or not, is the guest's.
+        let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop)?;
         if report.kernel_panicked() && attempt <= a.retries && !stop.load(Ordering::Relaxed) {
             let kept = opts
                 .console_log

@@ -232,19 +232,23 @@ pub struct User {
     pub group: Spanned<String>,
     /// Home directory (absolute).
     pub home: Option<Spanned<String>>,
-    /// Login shell.
+    /// Login shell (absolute).
     #[serde(default = "default_shell")]
-    pub shell: String,
+    pub shell: Spanned<String>,
     /// GECOS comment.
-    #[serde(default)]
-    pub comment: String,
+    #[serde(default = "default_comment")]
+    pub comment: Spanned<String>,
     /// Public keys allowed to log in as this user.
     #[serde(default)]
-    pub authorized_keys: Vec<String>,
+    pub authorized_keys: Vec<Spanned<String>>,
 }
 
-fn default_shell() -> String {
-    "/bin/sh".into()
+fn default_shell() -> Spanned<String> {
+    Spanned::new(0..0, "/bin/sh".into())
+}
+
+fn default_comment() -> Spanned<String> {
+    Spanned::new(0..0, String::new())
 }
 
 /// When the agent verifies the store at boot.
@@ -322,13 +326,13 @@ pub struct Probe {
     /// `guile-module-smoke`).
     pub name: Spanned<String>,
     /// The program and its arguments.
-    pub command: Spanned<Vec<String>>,
+    pub command: Spanned<Vec<Spanned<String>>>,
     /// Seconds before the probe counts as failed.
     #[serde(default = "default_probe_timeout")]
     pub timeout: Spanned<i64>,
-    /// Extra environment.
+    /// Extra environment: names `[A-Za-z_][A-Za-z0-9_]*`.
     #[serde(default)]
-    pub environment: BTreeMap<String, String>,
+    pub environment: BTreeMap<Spanned<String>, Spanned<String>>,
 }
 
 fn default_probe_timeout() -> Spanned<i64> {

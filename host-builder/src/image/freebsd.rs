@@ -12,7 +12,7 @@ use fruix_store::ItemName;
 use super::layout::Layout;
 use super::{tree, ufs};
 use crate::declaration::InitMode;
-use crate::error::{BuildError, Cleanup};
+use crate::error::{BuildError, Cleanup, temp_file_in};
 use crate::target::{FREEBSD_INIT_SCRIPT, GenFile, ROOT_LABEL};
 use crate::tools;
 
@@ -134,7 +134,7 @@ pub fn write_root(
     log: &Path,
 ) -> Result<(), BuildError> {
     fs::create_dir_all(work).map_err(|e| BuildError::Io(work.to_owned(), e))?;
-    let ufs_file = work.join(format!("root.ufs.tmp-{}", std::process::id()));
+    let ufs_file = temp_file_in(work, "root.ufs.tmp-")?;
     let _gone = Cleanup(vec![ufs_file.clone()]);
     tools::run(
         Command::new("makefs")

@@ -39,7 +39,7 @@ use fruix_store::StoreRoot;
 use fruix_system::{Role, SystemConfig};
 
 use crate::declaration::{ImageFormat, Loaded, Os};
-use crate::error::{BuildError, Cleanup, TempTree};
+use crate::error::{BuildError, Cleanup, TempTree, temp_file_in};
 use crate::progress::Progress;
 use crate::realize::BuildOutcome;
 use crate::tools;
@@ -134,11 +134,8 @@ pub fn build_image(
     )?;
 
     let host = d.host_name.get_ref();
-    let tmp = |ext: &str| {
-        opts.out
-            .join(format!(".{host}.{ext}.tmp-{}", std::process::id()))
-    };
-    let raw_tmp = tmp("raw");
+    let tmp = |ext: &str| temp_file_in(&opts.out, &format!(".{host}.{ext}.tmp-"));
+    let raw_tmp = tmp("raw")?;
     // Whatever happens, no temporary is left behind.
     let mut cleanup = Cleanup(vec![raw_tmp.clone()]);
 
@@ -211,7 +208,7 @@ pub fn build_image(
             ImageFormat::Raw => done.push((raw_tmp.clone(), dest, format)),
             ImageFormat::Qcow2 | ImageFormat::Vhd => {
                 progress.line(&format!("image: converting to {ext} (qemu-img)"));
-                let t = tmp(ext);
+                let t = tmp(ext)?;
                 cleanup.0.push(t.clone());
                 let mut cmd = Command::new("qemu-img");
                 cmd.args(["convert", "-f", "raw"]);

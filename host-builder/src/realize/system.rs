@@ -205,7 +205,7 @@ pub fn write_tree(
         if !u.authorized_keys.is_empty() {
             w(
                 &format!("etc/ssh/authorized_keys/{}", u.name.get_ref()),
-                &(u.authorized_keys.join("\n") + "\n"),
+                &(values(&u.authorized_keys).join("\n") + "\n"),
                 0o444,
             )?;
         }
@@ -317,12 +317,12 @@ fn agent_config(
             .map(|p| {
                 Ok(ProbeConfig {
                     name: p.name.get_ref().clone(),
-                    command: p.command.get_ref().clone(),
+                    command: values(p.command.get_ref()),
                     timeout: number(*p.timeout.get_ref(), "probe timeout")?,
                     environment: p
                         .environment
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .map(|(k, v)| (k.get_ref().clone(), v.get_ref().clone()))
                         .collect(),
                 })
             })
@@ -361,8 +361,8 @@ fn accounts(loaded: &Loaded) -> Result<DeclaredAccounts, BuildError> {
                         .as_ref()
                         .map(|h| h.get_ref().clone())
                         .unwrap_or_else(|| format!("/home/{}", u.name.get_ref())),
-                    shell: u.shell.clone(),
-                    comment: u.comment.clone(),
+                    shell: u.shell.get_ref().clone(),
+                    comment: u.comment.get_ref().clone(),
                 })
             })
             .collect::<Result<_, BuildError>>()?,

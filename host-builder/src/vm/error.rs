@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use crate::tools::ToolError;
 
-/// A failure on the host, before or while starting QEMU (exit 2).
+/// A failure on the host, before or while starting QEMU, or QEMU's own
+/// failure (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum VmError {
     /// The image file is not there.
@@ -34,9 +35,26 @@ pub enum VmError {
     /// A piece of OVMF is missing.
     #[error("no OVMF {0} (install the ovmf package)")]
     NoOvmf(&'static str),
+    /// No `qemu-system-x86_64` in `PATH`.
+    #[error("cannot run qemu-system-x86_64: not found in PATH (scripts/setup installs it)")]
+    NoQemu,
     /// QEMU could not be started.
     #[error("cannot run qemu-system-x86_64: {0} (scripts/setup installs it)")]
     Qemu(std::io::Error),
+    /// `--accel kvm` where KVM cannot run a guest.
+    #[error("--accel kvm: KVM cannot run a guest here: {0}")]
+    KvmRefused(String),
+    /// QEMU exited with an error before the guest reported: it could not
+    /// start the machine.
+    #[error("QEMU failed ({status}): {why} (log: {})", log.display())]
+    QemuFailed {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// Its last line on stderr.
+        why: String,
+        /// Its log.
+        log: PathBuf,
+    },
     /// An I/O error on a path.
     #[error("{}", .0.display())]
     Io(PathBuf, #[source] std::io::Error),

@@ -10,27 +10,30 @@
 //! User-mode networking forwards 127.0.0.1:PORT to the guest's port 22,
 //! and nothing else. QEMU dies with us (the platform's parent-death
 //! signal), and is killed on timeout, on SIGINT/SIGTERM and when asked to
-//! stop once ready.
+//! stop once ready. The command line itself is `qemu.rs`: paths escaped,
+//! the disk's format read from its header.
+//!
+//! What fails on the host (no QEMU, KVM refused, no OVMF, QEMU exiting
+//! with an error) is a [`VmError`]; a guest that booted and did not
+//! report ready is a [`VmReport`] with a failure.
 
+mod direct;
 mod error;
 pub mod known_hosts;
+pub mod qemu;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::declaration::Firmware;
-use crate::error::TempTree;
-use crate::image::esp_paths;
 use crate::platform;
-use crate::tools;
-use crate::tools::ToolError;
-use crate::tools::{mtools, mtools_image};
 pub use error::VmError;
 use fruix_system::report::{ConsoleWatch, Report};
+use qemu::{Boot, DiskFormat, Spec};
 
 /// The accelerator asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -173,133 +176,43 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
     paths.iter().map(PathBuf::from).find(|p| p.is_file())
 }
 
-/// The ESP's byte offset in a raw GPT disk, from `sfdisk --json`.
-fn esp_offset(image: &Path, log: &Path) -> Result<u64, VmError> {
-    let out = tools::run(Command::new("sfdisk").arg("--json").arg(image), None, log)?;
-    let v: serde_json::Value =
-        serde_json::from_str(&out).map_err(|e| VmError::Sfdisk(image.to_owned(), e))?;
-    let parts = v["partitiontable"]["partitions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sector = v["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
-    parts
-        .iter()
-        .find(|p| {
-            p["type"]
-                .as_str()
-                .is_some_and(|t| t.eq_ignore_ascii_case("C12A7328-F81F-11D2-BA4B-00A0C93EC93B"))
-        })
-        .and_then(|p| p["start"].as_u64())
-        .map(|s| s * sector)
-        .ok_or_else(|| VmError::NoEsp(image.to_owned()))
-}
-
-/// The kernel, initrd and command line of the image's loader entry, for
-/// direct boot.
-fn direct_boot_files(
-    image: &Path,
-    dir: &Path,
-    log: &Path,
-) -> Result<(PathBuf, PathBuf, String), VmError> {
-    let offset = esp_offset(image, log)?;
-    let img = mtools_image(image, offset);
-    // The loader entry first: a FreeBSD image has none (its loader reads
-    // loader.conf from the root), and QEMU cannot load its kernel.
-    let entry = tools::run(
-        mtools("mtype").args(["-i", &img, esp_paths::ENTRY]),
-        None,
-        log,
-    )
-    .map_err(|e| match e {
-        // mtype ran and found no entry; any other error (mtools missing)
-        // is itself.
-        ToolError::Failed { .. } => VmError::NoLoaderEntry(image.to_owned()),
-        other => VmError::Tool(other),
-    })?;
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initrd.img");
-    for (src, dst) in [(esp_paths::KERNEL, &kernel), (esp_paths::INITRD, &initrd)] {
-        tools::run(
-            mtools("mcopy").args(["-n", "-i", &img, src]).arg(dst),
-            None,
-            log,
-        )?;
-    }
-    let cmdline = entry
-        .lines()
-        .find_map(|l| l.strip_prefix("options "))
-        .ok_or_else(|| VmError::NoOptions(image.to_owned()))?
-        .trim()
-        .to_owned();
-    Ok((kernel, initrd, cmdline))
-}
-
-/// The disk format QEMU is told, from the file name.
-fn disk_format(image: &Path) -> &'static str {
-    match image.extension().and_then(|e| e.to_str()) {
-        Some("qcow2") => "qcow2",
-        Some("vhd") => "vpc",
-        _ => "raw",
-    }
-}
-
-/// Starts QEMU for `opts`; returns it with what the report needs.
-pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static str), VmError> {
+/// Starts QEMU for `opts`, with its work files (OVMF's variables, the
+/// kernel and initrd of a direct boot) in `work`; returns it with what the
+/// report needs.
+pub fn start(opts: &VmOptions, work: &Path) -> Result<(Qemu, u16, &'static str), VmError> {
     if !opts.image.is_file() {
         return Err(VmError::NoImage(opts.image.clone()));
     }
-    let log = opts.console_log.with_extension("tools.log");
-    let accel = match opts.accel {
-        Accel::Tcg => "tcg",
-        Accel::Kvm => "kvm",
-        Accel::Auto => match platform::kvm_unusable() {
-            None => "kvm",
-            Some(_) => "tcg",
+    let binary = qemu::find_qemu(std::env::var_os("PATH").as_deref())?;
+    let accel = qemu::choose_accel(
+        opts.accel,
+        match opts.accel {
+            Accel::Tcg => None,
+            Accel::Kvm | Accel::Auto => platform::kvm_unusable(),
         },
-    };
+    )?;
+    let format = qemu::detect_format(&opts.image)?;
+    let log = opts.console_log.with_extension("tools.log");
     let port = if opts.ssh_port == 0 {
         free_port()?
     } else {
         opts.ssh_port
     };
-    let mut cmd = Command::new("qemu-system-x86_64");
-    cmd.args(["-name", "fruix", "-accel", accel]);
-    cmd.args([
-        "-cpu",
-        if accel == "kvm" {
-            "host"
-        } else {
-            "qemu64,-cx16"
-        },
-    ]);
-    cmd.args([
-        "-m",
-        &opts.memory.to_string(),
-        "-smp",
-        &opts.cpus.to_string(),
-    ]);
-    cmd.args([
-        "-nographic",
-        "-no-reboot",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-    ]);
-    match opts.firmware {
+    let boot = match opts.firmware {
         Firmware::Direct => {
-            if disk_format(&opts.image) != "raw" {
+            if format != DiskFormat::Raw {
                 return Err(VmError::DirectNeedsRaw(opts.image.clone()));
             }
-            let (kernel, initrd, mut cmdline) = direct_boot_files(&opts.image, work.path(), &log)?;
+            let (kernel, initrd, mut cmdline) = direct::boot_files(&opts.image, work, &log)?;
             for a in &opts.append {
                 cmdline.push(' ');
                 cmdline.push_str(a);
             }
-            cmd.arg("-kernel").arg(kernel);
-            cmd.arg("-initrd").arg(initrd);
-            cmd.arg("-append").arg(cmdline);
+            Boot::Direct {
+                kernel,
+                initrd,
+                cmdline,
+            }
         }
         Firmware::Uefi => {
             if !opts.append.is_empty() {
@@ -316,31 +229,23 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
                 "/usr/share/OVMF/OVMF_VARS.fd",
             ])
             .ok_or(VmError::NoOvmf("variable store"))?;
-            let vars = work.path().join("OVMF_VARS.fd");
+            let vars = work.join("OVMF_VARS.fd");
             fs::copy(&vars_src, &vars).map_err(|e| VmError::Io(vars_src.clone(), e))?;
-            cmd.arg("-drive").arg(format!(
-                "if=pflash,format=raw,readonly=on,file={}",
-                code.display()
-            ));
-            cmd.arg("-drive")
-                .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+            Boot::Uefi { code, vars }
         }
-    }
-    cmd.arg("-drive").arg(format!(
-        "file={},format={},if=virtio",
-        opts.image.display(),
-        disk_format(&opts.image)
-    ));
-    cmd.arg("-snapshot");
-    cmd.args(["-netdev"])
-        .arg(format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"));
-    cmd.args(["-device", "virtio-net-pci,netdev=n0"]);
-    // Entropy from the host: without it the guest's random pool takes tens
-    // of seconds to fill under TCG, and ssh-keygen and sshd wait for it.
-    cmd.args(["-device", "virtio-rng-pci"]);
+    };
+    let mut cmd = qemu::command(&Spec {
+        qemu: binary,
+        accel,
+        memory: opts.memory,
+        cpus: opts.cpus,
+        boot,
+        image: opts.image.clone(),
+        format,
+        port,
+        console_log: opts.console_log.clone(),
+    });
     let _ = fs::remove_file(&opts.console_log);
-    cmd.arg("-serial")
-        .arg(format!("file:{}", opts.console_log.display()));
     let qemu_log = opts.console_log.with_extension("qemu.log");
     let err = fs::File::create(&qemu_log).map_err(|e| VmError::Io(qemu_log.clone(), e))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
@@ -350,14 +255,17 @@ pub fn start(opts: &VmOptions, work: &TempTree) -> Result<(Qemu, u16, &'static s
 }
 
 /// Waits for the ready line. Returns the report; QEMU is still running
-/// unless it exited or the wait failed.
+/// unless it exited or the wait failed. QEMU exiting with an error status
+/// (it could not start the machine: KVM refused, a bad drive) is an error
+/// on the host, not a report: with `-no-reboot` a guest that stops or
+/// panics makes QEMU exit with status 0.
 pub fn wait_ready(
     qemu: &mut Qemu,
     opts: &VmOptions,
     port: u16,
     accel: &'static str,
     stop: &AtomicBool,
-) -> VmReport {
+) -> Result<VmReport, VmError> {
     let t = Instant::now();
     let mut watch = ConsoleWatch::default();
     let firmware = match opts.firmware {
@@ -386,15 +294,22 @@ pub fn wait_ready(
                     r.get("ready_marker").unwrap_or("?")
                 )
             });
-            return finish(&watch, Some(r), failure);
+            return Ok(finish(&watch, Some(r), failure));
         }
         if let Some(status) = qemu.exited() {
             // The last lines it wrote before exiting.
             let _ = watch.poll(&opts.console_log);
-            let qemu_err =
-                fs::read_to_string(opts.console_log.with_extension("qemu.log")).unwrap_or_default();
+            let qemu_log = opts.console_log.with_extension("qemu.log");
+            let qemu_err = fs::read_to_string(&qemu_log).unwrap_or_default();
             let why = qemu_err.lines().last().map(str::trim).unwrap_or("");
-            return finish(
+            if !status.success() {
+                return Err(VmError::QemuFailed {
+                    status,
+                    why: why.to_owned(),
+                    log: qemu_log,
+                });
+            }
+            return Ok(finish(
                 &watch,
                 None,
                 Some(format!(
@@ -405,22 +320,22 @@ pub fn wait_ready(
                         format!(": {why}")
                     }
                 )),
-            );
+            ));
         }
         if stop.load(Ordering::Relaxed) {
             qemu.stop();
-            return finish(&watch, None, Some("interrupted".into()));
+            return Ok(finish(&watch, None, Some("interrupted".into())));
         }
         if t.elapsed() >= opts.timeout {
             qemu.stop();
-            return finish(
+            return Ok(finish(
                 &watch,
                 None,
                 Some(format!(
                     "no ready line within {} s ({accel}, {firmware})",
                     opts.timeout.as_secs()
                 )),
-            );
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -428,6 +343,8 @@ pub fn wait_ready(
 
 #[cfg(test)]
 mod tests {
+    use std::process::Command;
+
     use super::*;
 
     #[test]
@@ -454,11 +371,67 @@ mod tests {
         assert!(!r.kernel_panicked(), "a timeout is not a panic");
     }
 
+    fn options(dir: &Path) -> VmOptions {
+        VmOptions {
+            image: dir.join("x.raw"),
+            accel: Accel::Tcg,
+            firmware: Firmware::Uefi,
+            memory: 64,
+            cpus: 1,
+            ssh_port: 1,
+            timeout: Duration::from_secs(30),
+            append: Vec::new(),
+            console_log: dir.join("x.console.log"),
+        }
+    }
+
+    /// A stand-in for QEMU: `sh -c SCRIPT`, its stderr in the qemu log as
+    /// `start` sets it up.
+    fn stand_in(opts: &VmOptions, script: &str) -> Qemu {
+        let err = fs::File::create(opts.console_log.with_extension("qemu.log")).unwrap();
+        let child = Command::new("/bin/sh")
+            .args(["-c", script])
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Qemu { child }
+    }
+
+    /// QEMU refusing to start the machine (here KVM) is a failure on the
+    /// host, named with QEMU's own last line, not a guest that is not
+    /// ready.
     #[test]
-    fn disk_format_follows_the_extension() {
-        assert_eq!(disk_format(Path::new("a/x.qcow2")), "qcow2");
-        assert_eq!(disk_format(Path::new("x.vhd")), "vpc");
-        assert_eq!(disk_format(Path::new("x.raw")), "raw");
-        assert_eq!(disk_format(Path::new("x.img")), "raw");
+    fn qemu_exiting_with_an_error_is_a_host_failure() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = options(t.path());
+        let mut q = stand_in(
+            &opts,
+            "echo 'qemu-system-x86_64: -accel kvm: Could not access KVM kernel module: Permission denied' >&2; exit 1",
+        );
+        let e = wait_ready(&mut q, &opts, 1, "kvm", &AtomicBool::new(false)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "QEMU failed (exit status: 1): qemu-system-x86_64: -accel kvm: Could not access KVM kernel module: Permission denied (log: {})",
+                t.path().join("x.console.qemu.log").display()
+            )
+        );
+    }
+
+    /// With -no-reboot a guest that stops makes QEMU exit 0: the guest
+    /// booted and is not ready, a report with a failure (exit 1).
+    #[test]
+    fn a_guest_that_stops_is_a_report_not_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let opts = options(t.path());
+        fs::write(&opts.console_log, "Booting\nreboot: Power down\n").unwrap();
+        let mut q = stand_in(&opts, "exit 0");
+        let r = wait_ready(&mut q, &opts, 1, "tcg", &AtomicBool::new(false)).unwrap();
+        assert!(!r.is_ready());
+        assert_eq!(
+            r.failure.as_deref(),
+            Some("QEMU exited (exit status: 0) before the agent's ready line")
+        );
+        assert_eq!(r.console_tail, ["Booting", "reboot: Power down"]);
     }
 }

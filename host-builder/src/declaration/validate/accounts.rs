@@ -1,8 +1,12 @@
-//! The `[[groups]]` and `[[users]]` sections: names, ids, primary groups
-//! and homes.
+//! The `[[groups]]` and `[[users]]` sections: names, ids, primary groups,
+//! homes, shells, comments and keys. Homes, shells and comments become
+//! fields of `/etc/passwd`, which `:` separates and a newline ends.
 
 use std::collections::BTreeMap;
 
+use toml::Spanned;
+
+use super::text::{check_key, check_text};
 use crate::declaration::error::{DeclError, Locator};
 use crate::declaration::{Group, User};
 
@@ -63,7 +67,8 @@ fn check_groups(
     Ok(groups)
 }
 
-/// Checks each user's name, uid, primary group and home.
+/// Checks each user's name, uid, primary group, home, shell, comment and
+/// keys.
 fn check_users(
     at: &Locator<'_>,
     decl_users: &[User],
@@ -108,15 +113,65 @@ fn check_users(
                 ),
             ));
         }
-        if let Some(h) = &u.home
-            && !h.get_ref().starts_with('/')
-        {
-            return Err(at.error(
-                &h.span(),
-                format!("`users.home`: '{}' is not an absolute path", h.get_ref()),
-            ));
+        if let Some(h) = &u.home {
+            check_home(at, h)?;
+        }
+        check_shell(at, &u.shell)?;
+        check_passwd_field(at, &u.comment, "users.comment")?;
+        for k in &u.authorized_keys {
+            check_key(at, &k.span(), "users.authorized-keys", k.get_ref())?;
         }
         users.insert(name, uid);
+    }
+    Ok(())
+}
+
+/// Checks a home: absolute, without `.` or `..`, and none of the places
+/// activation must not hand to a user: `/`, `/etc`, `/frx` and below.
+fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
+    check_passwd_field(at, h, "users.home")?;
+    let home = h.get_ref();
+    let parts: Vec<&str> = home.split('/').filter(|c| !c.is_empty()).collect();
+    if !home.starts_with('/') || parts.iter().any(|c| *c == "." || *c == "..") {
+        return Err(at.error(
+            &h.span(),
+            format!("`users.home`: '{home}' is not an absolute path without '.' or '..'"),
+        ));
+    }
+    if parts.is_empty() || parts == ["etc"] || parts[0] == "frx" {
+        return Err(at.error(
+            &h.span(),
+            format!("`users.home`: '{home}' is a system directory ('/', '/etc' or under '/frx')"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a shell: an absolute path without `..`.
+fn check_shell(at: &Locator<'_>, s: &Spanned<String>) -> Result<(), DeclError> {
+    check_passwd_field(at, s, "users.shell")?;
+    let shell = s.get_ref();
+    if !shell.starts_with('/') || shell.len() < 2 || shell.split('/').any(|c| c == "..") {
+        return Err(at.error(
+            &s.span(),
+            format!("`users.shell`: '{shell}' is not an absolute path without '..'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a string that becomes a field of `/etc/passwd`: no `:` (the
+/// field separator) and no control character (a newline ends the entry).
+fn check_passwd_field(at: &Locator<'_>, v: &Spanned<String>, field: &str) -> Result<(), DeclError> {
+    check_text(at, &v.span(), field, v.get_ref())?;
+    if v.get_ref().contains(':') {
+        return Err(at.error(
+            &v.span(),
+            format!(
+                "`{field}`: '{}' has a ':', which separates the fields of /etc/passwd",
+                v.get_ref()
+            ),
+        ));
     }
     Ok(())
 }

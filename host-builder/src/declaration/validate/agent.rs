@@ -1,12 +1,14 @@
-//! The `[agent]` section: command probes and the gate.
+//! The `[agent]` section: command probes and the gate. A probe's command
+//! and environment go into `system.toml` and are run by the agent as root.
 
 use std::collections::HashSet;
 
+use super::text::check_text;
 use crate::declaration::error::{DeclError, Locator};
 use crate::declaration::{AgentSettings, BUILTIN_CHECKS};
 
-/// Checks the probes (names, commands, timeouts), then that each gate
-/// entry is a built-in check or a declared probe.
+/// Checks the probes (names, commands, environments, timeouts), then that
+/// each gate entry is a built-in check or a declared probe.
 pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclError> {
     let mut probes = HashSet::new();
     for p in &agent.probes {
@@ -29,11 +31,27 @@ pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclE
                 format!("`agent.probes.name`: '{n}' is declared twice or is a built-in check"),
             ));
         }
-        if p.command.get_ref().is_empty() || p.command.get_ref()[0].is_empty() {
+        let command = p.command.get_ref();
+        if command.first().is_none_or(|c| c.get_ref().is_empty()) {
             return Err(at.error(
                 &p.command.span(),
                 format!("`agent.probes.command`: probe '{n}' has no program"),
             ));
+        }
+        for a in command {
+            check_text(at, &a.span(), "agent.probes.command", a.get_ref())?;
+        }
+        for (k, v) in &p.environment {
+            if !valid_env_name(k.get_ref()) {
+                return Err(at.error(
+                    &k.span(),
+                    format!(
+                        "`agent.probes.environment`: '{}' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                        k.get_ref().escape_debug()
+                    ),
+                ));
+            }
+            check_text(at, &v.span(), "agent.probes.environment", v.get_ref())?;
         }
         let t = *p.timeout.get_ref();
         if !(1..=3600).contains(&t) {
@@ -56,4 +74,13 @@ pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclE
         }
     }
     Ok(())
+}
+
+/// Whether `n` is a name `env` and the shells take: `[A-Za-z_][A-Za-z0-9_]*`
+/// (so no `=`, which would move the split between name and value).
+fn valid_env_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }

@@ -5,7 +5,10 @@
 //! One module per section of the declaration; `check` runs them in a
 //! fixed order and stops at the first error, so that each input has one
 //! error, always the same. The section modules share no helper but the
-//! error constructor of `declaration::error`.
+//! error constructor of `declaration::error` and the checks of `text`:
+//! every free-form string that reaches a generated file goes through
+//! `text::check_text` (no control character), every public key through
+//! `text::check_key`.
 
 mod accounts;
 mod agent;
@@ -13,6 +16,7 @@ mod image;
 mod packages;
 mod services;
 mod system;
+mod text;
 
 use std::path::Path;
 

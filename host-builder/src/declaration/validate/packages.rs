@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use toml::Spanned;
 
+use super::text::check_text;
 use crate::declaration::error::{DeclError, Locator};
 use crate::declaration::{Declaration, Package, Source};
 
@@ -128,6 +129,12 @@ fn check_package(
     }
     if let Some(m) = &pkg.materialize {
         let mat = m.get_ref();
+        check_text(
+            at,
+            &m.span(),
+            &format!("packages.{name}.materialize"),
+            &mat.prefix,
+        )?;
         if !mat.prefix.starts_with('/') || mat.prefix.len() < 2 {
             return Err(at.error(
                 &m.span(),
@@ -189,6 +196,17 @@ fn check_source(at: &Locator<'_>, name: &str, src: &Spanned<Source>) -> Result<(
     let base = at.file.parent().unwrap_or(std::path::Path::new("."));
     let field = format!("`packages.{name}.source`");
     match src.get_ref() {
+        // The path is part of the package's description (the key of its
+        // build record), one line of it.
+        Source::Dir { path } | Source::Tar { path } | Source::HostPath { path } => check_text(
+            at,
+            &src.span(),
+            &format!("packages.{name}.source"),
+            &path.to_string_lossy(),
+        )?,
+        Source::Debian { .. } => {}
+    }
+    match src.get_ref() {
         Source::Dir { path } | Source::Tar { path } => {
             let p = base.join(path);
             let meta = std::fs::metadata(&p).map_err(|e| {
@@ -249,6 +267,14 @@ fn check_source(at: &Locator<'_>, name: &str, src: &Spanned<Source>) -> Result<(
                 return Err(at.error(
                     &src.span(),
                     format!("{field}: '{p}' is not a Debian package name"),
+                ));
+            }
+            if let Some(m) = mirror
+                && m.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(at.error(
+                    &src.span(),
+                    format!("{field}: mirror {m:?} has a space or a control character"),
                 ));
             }
             if let Some(m) = mirror

@@ -1,12 +1,12 @@
 //! The `[services]` section: the SSH daemon's port and root's keys.
 
-use toml::Spanned;
-
+use super::text::{check_key, key_problem};
 use crate::declaration::Services;
 use crate::declaration::error::{DeclError, Locator};
 
 /// Checks `[services.sshd]`: the port, each key, and that each key file
-/// can be read (relative to the declaration's directory).
+/// can be read (relative to the declaration's directory) and holds only
+/// keys (blank lines and `#` comments aside), as the build copies them.
 pub(super) fn check(at: &Locator<'_>, services: &Services) -> Result<(), DeclError> {
     let Some(sshd) = &services.sshd else {
         return Ok(());
@@ -19,7 +19,12 @@ pub(super) fn check(at: &Locator<'_>, services: &Services) -> Result<(), DeclErr
         ));
     }
     for k in &sshd.root_authorized_keys {
-        check_key(at, k, "services.sshd.root-authorized-keys")?;
+        check_key(
+            at,
+            &k.span(),
+            "services.sshd.root-authorized-keys",
+            k.get_ref(),
+        )?;
     }
     for f in &sshd.root_authorized_keys_files {
         let path = at
@@ -27,44 +32,26 @@ pub(super) fn check(at: &Locator<'_>, services: &Services) -> Result<(), DeclErr
             .parent()
             .unwrap_or(std::path::Path::new("."))
             .join(f.get_ref());
-        if let Err(e) = std::fs::read_to_string(&path) {
-            return Err(at.error(
+        let field = "services.sshd.root-authorized-keys-files";
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            at.error(
                 &f.span(),
-                format!(
-                    "`services.sshd.root-authorized-keys-files`: cannot read {}: {e}",
-                    path.display()
-                ),
-            ));
+                format!("`{field}`: cannot read {}: {e}", path.display()),
+            )
+        })?;
+        // The same lines the build copies (realize/system.rs).
+        for (n, l) in text.lines().enumerate() {
+            let l = l.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            if let Some(why) = key_problem(l) {
+                return Err(at.error(
+                    &f.span(),
+                    format!("`{field}`: {} line {}: {why}", path.display(), n + 1),
+                ));
+            }
         }
     }
     Ok(())
-}
-
-/// Checks that `k` looks like an OpenSSH public key: a known type and
-/// base64 data, then an optional comment.
-fn check_key(at: &Locator<'_>, k: &Spanned<String>, field: &str) -> Result<(), DeclError> {
-    let parts: Vec<&str> = k.get_ref().split_whitespace().collect();
-    let known = [
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    ];
-    let ok = parts.len() >= 2
-        && known.contains(&parts[0])
-        && parts[1].len() >= 16
-        && parts[1]
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(at.error(
-            &k.span(),
-            format!("`{field}`: not an OpenSSH public key ('TYPE BASE64 [COMMENT]')"),
-        ))
-    }
 }

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 
 use toml::Spanned;
 
+use super::text::check_text;
 use crate::declaration::error::{DeclError, Locator};
 
 /// Checks `host-name`: letters, digits and '-', 1 to 63 characters, no
@@ -30,6 +31,7 @@ pub(super) fn check_setuid_programs(
     let mut setuid_names = HashSet::new();
     for p in programs {
         let path = p.get_ref();
+        check_text(at, &p.span(), "setuid-programs", path)?;
         let name = path.rsplit('/').next().unwrap_or("");
         if !path.starts_with('/')
             || name.is_empty()
