@@ -44,11 +44,38 @@ fn a_sound_system_is_ready_and_says_so_everywhere() {
     let ready = fs::read_to_string(t.path().join("run/fruix/ready")).unwrap();
     assert!(ready.starts_with("ready_marker=ready\n"));
     let console = fs::read_to_string(t.path().join("console")).unwrap();
+    // The host keys activation made, in cloud-init's blocks, then the
+    // ready line, whose fingerprints are the blocks' (the host reads
+    // both with fruix_system's readers).
+    let mut keys = fruix_system::HostKeyWatch::default();
+    console.lines().for_each(|l| keys.feed(l));
+    let keys = keys.keys().expect("a whole key block on the console");
+    assert_eq!(
+        keys.iter()
+            .map(|k| k.algorithm.as_str())
+            .collect::<Vec<_>>(),
+        ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+    );
+    let mut console_lines = console.lines();
+    assert_eq!(
+        console_lines.next(),
+        Some("-----BEGIN SSH HOST KEY FINGERPRINTS-----")
+    );
+    let ready = console_lines.nth(7).unwrap_or_default();
     assert!(
-        console.starts_with("fruix-ready: ready_marker=ready boot_mode=rc-shepherd "),
+        ready.starts_with("fruix-ready: ready_marker=ready boot_mode=rc-shepherd "),
         "{console}"
     );
-    assert_eq!(console.lines().count(), 1, "one line per final outcome");
+    for k in keys {
+        let field = format!("{}={}", k.report_key().unwrap(), k.fingerprint());
+        assert!(ready.split(' ').any(|w| w == field), "{field} in {ready}");
+        assert!(out.contains(&format!("{field}\n")), "{field} in {out}");
+    }
+    assert_eq!(
+        console_lines.next(),
+        None,
+        "one announcement per final outcome"
+    );
     // JSON, from the daemon.
     let o = agent(&["status", "--root", root, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -64,6 +91,7 @@ fn a_sound_system_is_ready_and_says_so_everywhere() {
     while fs::read_to_string(t.path().join("console"))
         .unwrap()
         .lines()
+        .filter(|l| l.starts_with("fruix-ready: "))
         .count()
         < 2
     {

@@ -85,7 +85,7 @@ fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert_eq!(
         err,
-        "fruix: not reachable: ssh root@127.0.0.1:2222: ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
+        "fruix: not reachable: ssh root@[127.0.0.1]:2222: ssh: connect to host 127.0.0.1 port 2222: Connection refused\n"
     );
     let calls = std::fs::read_to_string(&calls).unwrap();
     let n = calls.lines().count();
@@ -94,9 +94,74 @@ fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
         assert!(
             c.starts_with("-o BatchMode=yes -o LogLevel=ERROR -o ConnectTimeout=")
                 && c.contains(" -p 2222 ")
-                && c.contains(" root@127.0.0.1 /run/current-system/bin/fruix-agent status"),
+                && c.contains(" -o StrictHostKeyChecking=yes ")
+                && c.contains(" -- root@127.0.0.1 /run/current-system/bin/fruix-agent status"),
             "ssh called as: {c}"
         );
+    }
+}
+
+/// A host key that is not the pinned one (as OpenSSH 9.2 says it) and a
+/// refused login are final: exit 2 after one ssh call, however long
+/// `--wait` is.
+#[test]
+fn query_refuses_a_wrong_host_key_or_login_at_once() {
+    for (said, want) in [
+        (
+            "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+             @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+             Host key for [127.0.0.1]:2222 has changed and you have requested strict checking.\n\
+             Host key verification failed.",
+            "fruix: refused: host key of [127.0.0.1]:2222 does not match the one pinned in KH\n",
+        ),
+        (
+            "root@127.0.0.1: Permission denied (publickey).",
+            "fruix: refused: ssh root@[127.0.0.1]:2222: authentication refused: \
+             root@127.0.0.1: Permission denied (publickey).\n",
+        ),
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let calls = t.path().join("calls");
+        let said_file = t.path().join("said");
+        std::fs::write(&said_file, format!("{said}\n")).unwrap();
+        let bin = t.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let ssh = bin.join("ssh");
+        std::fs::write(
+            &ssh,
+            format!(
+                "#!/bin/sh\necho \"$*\" >>'{}'\ncat '{}' >&2\nexit 255\n",
+                calls.display(),
+                said_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let kh = t.path().join("guest.known_hosts");
+        std::fs::write(&kh, "").unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let started = std::time::Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_fruix"))
+            .args(["query", "--ssh", "root@127.0.0.1:2222", "--wait", "60"])
+            .arg("--known-hosts")
+            .arg(&kh)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err, want.replace("KH", &kh.display().to_string()));
+        let calls = std::fs::read_to_string(&calls).unwrap();
+        assert_eq!(calls.lines().count(), 1, "one ssh call: {calls}");
+        assert!(
+            calls.contains(&format!(" -o UserKnownHostsFile={} ", kh.display())),
+            "{calls}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 }
 
