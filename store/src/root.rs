@@ -262,10 +262,22 @@ pub(crate) fn open_dir_nofollow(
     Ok(File::from(fd))
 }
 
-/// True for the errors of opening with `O_NOFOLLOW|O_DIRECTORY` something
-/// that is not (or no longer) a directory: `ENOTDIR`, or for a link
-/// `ELOOP` (Linux) or `EMLINK` (FreeBSD).
-pub(crate) fn is_not_a_directory(e: &io::Error) -> bool {
+/// Opens a file for reading without following a link at its last
+/// component (a link is `ELOOP`, or `EMLINK` on FreeBSD: see
+/// [`is_not_a_directory`]), and without blocking should it be a fifo.
+pub fn open_nofollow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+}
+
+/// True for the errors of opening with `O_NOFOLLOW` a link (`ELOOP` on
+/// Linux, `EMLINK` on FreeBSD), or with `O_DIRECTORY` something that is not
+/// (or no longer) a directory (`ENOTDIR`).
+pub fn is_not_a_directory(e: &io::Error) -> bool {
     use rustix::io::Errno;
     [Errno::NOTDIR, Errno::LOOP, Errno::MLINK]
         .iter()

@@ -2,20 +2,22 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{FileType, OFlags};
+use rustix::fs::FileType;
 
 use super::{ImportOptions, ImportOutcome, ItemBuilder, write_item_file};
 use crate::digest::Digest;
 use crate::error::{ImportError, IoContext};
 use crate::escape::escape;
 use crate::pool;
-use crate::root::{StoreRoot, is_not_a_directory, lstat_at, open_dir_nofollow, race_point};
+use crate::root::{
+    StoreRoot, is_not_a_directory, lstat_at, open_dir_nofollow, open_nofollow, race_point,
+};
 
 /// A copied file: its path, whether executable, size and digest.
 type Copied = (Vec<u8>, bool, u64, Digest);
@@ -187,11 +189,7 @@ fn open_listed_dir(path: &Path, top: bool, dev_ino: (u64, u64)) -> Result<File, 
 /// the regular file the listing saw.
 fn open_listed_file(job: &CopyJob) -> Result<File, ImportError> {
     race_point(&job.src);
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
-        .open(&job.src);
-    let f = match f {
+    let f = match open_nofollow(&job.src) {
         Ok(f) => f,
         Err(e) if is_not_a_directory(&e) => {
             return Err(changed(&job.src, "it is now a symbolic link"));
