@@ -319,11 +319,15 @@ pub fn running_as_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// A test's hook at [`race_point`].
+#[cfg(test)]
+pub(crate) type RaceHook = Box<dyn FnMut(&Path)>;
+
 #[cfg(test)]
 thread_local! {
     /// A test's hook, run at [`race_point`]: it swaps a file between a check
     /// and a use, as a racing attacker would.
-    pub(crate) static RACE: std::cell::RefCell<Option<Box<dyn FnMut(&Path)>>> =
+    pub(crate) static RACE: std::cell::RefCell<Option<RaceHook>> =
         const { std::cell::RefCell::new(None) };
 }
 
