@@ -86,7 +86,7 @@ pub fn activate_with(
         accounts_step(root, &runtime, &declared, platform)
     });
     step(&mut ledger, "setuid-programs", &mut || {
-        setuid_programs(root, &runtime, &cfg.setuid_programs)
+        setuid_programs(root, system, &runtime, &cfg.setuid_programs)
     });
     if opts.host_keys {
         step(&mut ledger, "host-keys", &mut || host_keys(root, platform));

@@ -29,6 +29,17 @@ pub enum ActivationError {
         /// What is wrong.
         message: String,
     },
+    /// A declared setuid program whose source is not what its item's
+    /// manifest says: refused, and nothing installed for it.
+    #[error("setuid program {program} of {item}: {reason}")]
+    SetuidRefused {
+        /// The program as declared (`/usr/bin/passwd`).
+        program: String,
+        /// The runtime item it comes from.
+        item: String,
+        /// Why it was refused.
+        reason: SetuidRefusal,
+    },
     /// A tool activation runs failed.
     #[error("{tool} failed: {message}")]
     Tool {
@@ -37,6 +48,23 @@ pub enum ActivationError {
         /// Its exit status and last output.
         message: String,
     },
+}
+
+/// Why a declared setuid program was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SetuidRefusal {
+    /// The item's manifest has no regular file at that path.
+    #[error("not a regular file in the item's manifest")]
+    NotInManifest,
+    /// The source is a symbolic link.
+    #[error("the source is a symbolic link")]
+    Link,
+    /// The source is not a regular file.
+    #[error("the source is not a regular file")]
+    NotAFile,
+    /// The source's bytes do not hash to the manifest's digest.
+    #[error("the source differs from the item's manifest")]
+    Differs,
 }
 
 /// Attaches a guest path, and what was being done to it, to an I/O error.

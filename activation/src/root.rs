@@ -83,8 +83,14 @@ impl GuestRoot {
         }
     }
 
-    /// Writes a file when its content, mode or owner differ: a temporary
-    /// name beside it, synced, then renamed over it. True when changed.
+    /// Writes a file when its content, mode or owner differ. The new file
+    /// is made beside the target under a random name (`O_EXCL`, so nothing
+    /// planted there is written through) at the private mode 0600, written
+    /// and synced, given its owner and then its mode (setuid bits last:
+    /// chown clears them), and renamed over the target, which replaces a
+    /// link planted there rather than writing through it; the directory is
+    /// synced. A setuid file is never visible partly written, nor under a
+    /// name anyone could guess. True when changed.
     pub fn write_if_changed(
         &self,
         guest: &str,
@@ -93,43 +99,42 @@ impl GuestRoot {
         owner: Option<(u32, u32)>,
     ) -> Result<bool, ActivationError> {
         let p = self.path(guest);
-        if let Ok(m) = fs::symlink_metadata(&p)
-            && m.is_file()
-            && m.permissions().mode() & 0o7777 == mode
-            && owner.is_none_or(|(u, g)| {
-                use std::os::unix::fs::MetadataExt;
-                m.uid() == u && m.gid() == g
-            })
-            && fs::read(&p).is_ok_and(|old| old == bytes)
-        {
+        if is_already(&p, bytes, mode, owner) {
             return Ok(false);
         }
         if self.dry_run {
             return Ok(true);
         }
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).at(guest, "create parent directory")?;
-        }
-        let tmp = tmp_name(&p);
-        let result = (|| -> io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
-            f.set_permissions(fs::Permissions::from_mode(mode))?;
-            if let Some((u, g)) = owner {
-                own(&tmp, u, g)?;
-            }
+        let parent = p.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).at(guest, "create parent directory")?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", file_name(&p)))
+            .suffix(".fruix-new")
+            .permissions(fs::Permissions::from_mode(0o600))
+            .tempfile_in(parent)
+            .at(guest, "create temporary file")?;
+        let f = tmp.as_file_mut();
+        (|| -> io::Result<()> {
             f.write_all(bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &p)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result.at(guest, "write")?;
+            if let Some((u, g)) = owner {
+                own_fd(f, u, g)?;
+            }
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+            f.sync_all()
+        })()
+        .at(guest, "write")?;
+        // On failure the temporary is removed when `tmp` is dropped.
+        tmp.persist(&p)
+            .map_err(|e| e.error)
+            .at(guest, "rename into place")?;
+        sync_dir(parent).at(guest, "sync directory")?;
         Ok(true)
     }
 
-    /// Points the symbolic link `guest` at `target` (a new link renamed over
-    /// the old one, so the link is never missing). True when changed.
+    /// Points the symbolic link `guest` at `target` (a new link under a
+    /// random name renamed over the old one, so the link is never missing).
+    /// True when changed.
     pub fn symlink_if_changed(&self, guest: &str, target: &str) -> Result<bool, ActivationError> {
         let p = self.path(guest);
         if fs::read_link(&p).is_ok_and(|t| t == Path::new(target)) {
@@ -138,32 +143,34 @@ impl GuestRoot {
         if self.dry_run {
             return Ok(true);
         }
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).at(guest, "create parent directory")?;
-        }
+        let parent = p.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).at(guest, "create parent directory")?;
         if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
             // A directory cannot be renamed over; it was not ours to keep.
-            fs::remove_dir_all(&p).at(guest, "remove directory")?;
+            fruix_store::root::remove_tree(&p).at(guest, "remove directory")?;
         }
-        let tmp = tmp_name(&p);
-        let _ = fs::remove_file(&tmp);
-        symlink(target, &tmp).at(guest, "create link")?;
-        fs::rename(&tmp, &p).at(guest, "rename link into place")?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", file_name(&p)))
+            .suffix(".fruix-new")
+            .make_in(parent, |t| symlink(target, t))
+            .at(guest, "create link")?;
+        tmp.persist(&p)
+            .map_err(|e| e.error)
+            .at(guest, "rename link into place")?;
         Ok(true)
     }
 
-    /// Removes a file, link or tree. True when something was there.
+    /// Removes a file, link or tree, never following a link: a link is
+    /// removed as a link, whatever it points at (activation removes the
+    /// compatibility shims in world-writable `/tmp`). True when something
+    /// was there.
     pub fn remove(&self, guest: &str) -> Result<bool, ActivationError> {
         let p = self.path(guest);
-        let Ok(m) = fs::symlink_metadata(&p) else {
+        if fs::symlink_metadata(&p).is_err() {
             return Ok(false);
-        };
+        }
         if !self.dry_run {
-            if m.is_dir() {
-                fruix_store::root::remove_tree(&p).at(guest, "remove")?;
-            } else {
-                fs::remove_file(&p).at(guest, "remove")?;
-            }
+            fruix_store::root::remove_tree(&p).at(guest, "remove")?;
         }
         Ok(true)
     }
@@ -188,25 +195,60 @@ impl GuestRoot {
     }
 }
 
-/// Changes the owner; a non-root caller (a test) may only keep its own.
+/// Changes the owner of a path (never following a link); a non-root
+/// caller (a test) may only keep its own.
 fn own(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    match std::os::unix::fs::lchown(p, Some(uid), Some(gid)) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && !is_root() => Ok(()),
+    tolerate_non_root(std::os::unix::fs::lchown(p, Some(uid), Some(gid)))
+}
+
+/// [`own`] through an open file.
+fn own_fd(f: &fs::File, uid: u32, gid: u32) -> io::Result<()> {
+    tolerate_non_root(std::os::unix::fs::fchown(f, Some(uid), Some(gid)))
+}
+
+fn tolerate_non_root(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e)
+            if e.kind() == io::ErrorKind::PermissionDenied
+                && !fruix_store::root::running_as_root() =>
+        {
+            Ok(())
+        }
         other => other,
     }
 }
 
-fn is_root() -> bool {
+/// True when `p` already is a regular file (not a link: it is opened with
+/// `O_NOFOLLOW`) with this content, mode and owner.
+fn is_already(p: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> bool {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    let Ok(mut f) = fruix_store::root::open_nofollow(p) else {
+        return false;
+    };
+    let Ok(m) = f.metadata() else {
+        return false;
+    };
+    if !m.is_file()
+        || m.mode() & 0o7777 != mode
+        || m.len() != bytes.len() as u64
+        || owner.is_some_and(|(u, g)| m.uid() != u || m.gid() != g)
+    {
+        return false;
+    }
+    let mut old = Vec::with_capacity(bytes.len());
+    f.read_to_end(&mut old).is_ok() && old == bytes
 }
 
-fn tmp_name(p: &Path) -> PathBuf {
-    let name = p
-        .file_name()
+fn file_name(p: &Path) -> String {
+    p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    p.with_file_name(format!(".{name}.fruix-new"))
+        .unwrap_or_default()
+}
+
+/// Makes a rename in `dir` survive a power cut.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -267,5 +309,84 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["a"], "no temporary names left");
+    }
+
+    #[test]
+    fn writing_never_goes_through_a_planted_link() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside");
+        fs::write(&outside, "secret").unwrap();
+        let g = t.path().join("g");
+        fs::create_dir_all(g.join("etc")).unwrap();
+        // At the target itself and at the name the temporary once had.
+        symlink(&outside, g.join("etc/shadow")).unwrap();
+        symlink(&outside, g.join("etc/.passwd.fruix-new")).unwrap();
+        let r = GuestRoot::new(&g);
+        assert!(
+            r.write_if_changed("/etc/shadow", b"new", 0o640, None)
+                .unwrap()
+        );
+        assert!(
+            r.write_if_changed("/etc/passwd", b"pw", 0o644, None)
+                .unwrap()
+        );
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "secret");
+        for (name, text, mode) in [("shadow", "new", 0o640), ("passwd", "pw", 0o644)] {
+            let m = fs::symlink_metadata(g.join("etc").join(name)).unwrap();
+            assert!(m.is_file(), "{name} is a regular file");
+            assert_eq!(m.permissions().mode() & 0o7777, mode, "{name}");
+            assert_eq!(fs::read_to_string(g.join("etc").join(name)).unwrap(), text);
+        }
+        let mut left: Vec<_> = fs::read_dir(g.join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // The planted link is left alone; no temporary of ours remains.
+        assert_eq!(left, [".passwd.fruix-new", "passwd", "shadow"]);
+        // The same for links.
+        symlink(&outside, g.join(".current.fruix-new")).unwrap();
+        assert!(r.symlink_if_changed("/current", "/frx/store/a").unwrap());
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "secret");
+        assert_eq!(
+            fs::read_link(g.join("current")).unwrap(),
+            Path::new("/frx/store/a")
+        );
+    }
+
+    #[test]
+    fn removing_a_link_to_a_directory_removes_the_link_only() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("f"), "f").unwrap();
+        let g = t.path().join("g");
+        fs::create_dir(&g).unwrap();
+        symlink(&target, g.join("shim")).unwrap();
+        let r = GuestRoot::new(&g);
+        assert!(r.remove("/shim").unwrap());
+        assert!(fs::symlink_metadata(g.join("shim")).is_err());
+        assert_eq!(fs::read_to_string(target.join("f")).unwrap(), "f");
+    }
+
+    #[test]
+    #[cfg_attr(
+        not(feature = "root-tests"),
+        ignore = "needs root to give a file away (the root tier: --features root-tests)"
+    )]
+    fn an_owned_setuid_file_keeps_its_setuid_bit() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let r = GuestRoot::new(t.path());
+        assert!(
+            r.write_if_changed("/run/su", b"su", 0o4755, Some((1234, 2345)))
+                .unwrap()
+        );
+        let m = fs::symlink_metadata(t.path().join("run/su")).unwrap();
+        assert_eq!((m.mode() & 0o7777, m.uid(), m.gid()), (0o4755, 1234, 2345));
+        assert!(
+            !r.write_if_changed("/run/su", b"su", 0o4755, Some((1234, 2345)))
+                .unwrap()
+        );
     }
 }

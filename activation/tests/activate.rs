@@ -306,6 +306,36 @@ fn compatibility_shims_are_removed_and_reported() {
     );
 }
 
+#[test]
+fn a_shim_planted_as_a_link_to_a_directory_is_removed_as_a_link() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    // Anyone may plant this in /tmp; its target must survive.
+    let target = t.path().join("precious");
+    write(&target.join("bin/shepherd"), "keep");
+    write(&target.join("sub/deep/f"), "keep too");
+    fs::create_dir_all(t.path().join("tmp")).unwrap();
+    let shim = t.path().join("tmp/shepherd-freebsd-validate-install");
+    symlink(&target, &shim).unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    let shims = l.steps.iter().find(|s| s.step == "compat-shims").unwrap();
+    assert_eq!(
+        shims.changes,
+        ["removed compatibility shim /tmp/shepherd-freebsd-validate-install"]
+    );
+    assert!(fs::symlink_metadata(&shim).is_err(), "the link is gone");
+    assert_eq!(
+        fs::read_to_string(target.join("bin/shepherd")).unwrap(),
+        "keep"
+    );
+    assert_eq!(
+        fs::read_to_string(target.join("sub/deep/f")).unwrap(),
+        "keep too"
+    );
+}
+
 fn listing(dir: &Path) -> Vec<String> {
     let mut v = Vec::new();
     fn walk(d: &Path, base: &Path, v: &mut Vec<String>) {
@@ -541,6 +571,41 @@ fn the_ledger_is_written_as_pretty_json_byte_for_byte() {
     );
 }
 
+/// A guest whose system declares `programs` as setuid programs of a
+/// runtime imported for real (its name is its manifest's digest, and the
+/// system item holds that manifest in `manifests/`). Returns the system,
+/// the runtime item's name and the system.toml file.
+fn setuid_guest(t: &Path, programs: &str) -> (String, String, std::path::PathBuf) {
+    use fruix_store::{ImportOptions, StoreRoot, import_dir};
+    guest(t);
+    let src = t.join("src-runtime");
+    write(&src.join("usr/bin/passwd"), "passwd program");
+    write(&src.join("usr/bin/sh"), "sh");
+    write(&src.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
+    write(&src.join("etc/group"), "root:x:0:\n");
+    let store = StoreRoot::new(t.join("frx"));
+    let rt = import_dir(&store, "runtime-test", &src, &ImportOptions::default()).unwrap();
+    let sys = system(t, "box", &[]);
+    let sys_dir = t.join(sys.trim_start_matches('/'));
+    let copy = sys_dir.join(format!("manifests/{}.mtree", rt.name.as_str()));
+    fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    fs::copy(store.manifest_path(&rt.name), copy).unwrap();
+    let toml = sys_dir.join("etc/fruix/system.toml");
+    let text = fs::read_to_string(&toml)
+        .unwrap()
+        .replace(RUNTIME, rt.name.as_str())
+        .replace(
+            "[sshd]",
+            &format!("setuid-programs = [{programs}]\n\n[sshd]"),
+        );
+    fs::write(&toml, text).unwrap();
+    (sys, rt.name.as_str().to_owned(), toml)
+}
+
+fn step<'l>(l: &'l fruix_activation::Ledger, name: &str) -> &'l fruix_activation::StepRecord {
+    l.steps.iter().find(|s| s.step == name).unwrap()
+}
+
 #[test]
 #[cfg_attr(
     not(feature = "root-tests"),
@@ -550,24 +615,7 @@ fn declared_setuid_programs_are_copied_setuid_and_withdrawn() {
     use std::os::unix::fs::PermissionsExt;
     let t = tempfile::tempdir().unwrap();
     let root = GuestRoot::new(t.path());
-    guest(t.path());
-    write(
-        &t.path()
-            .join("frx/store")
-            .join(RUNTIME)
-            .join("usr/bin/passwd"),
-        "passwd program",
-    );
-    let sys = system(t.path(), "box", &[]);
-    let toml = t
-        .path()
-        .join(sys.trim_start_matches('/'))
-        .join("etc/fruix/system.toml");
-    let text = fs::read_to_string(&toml).unwrap().replace(
-        "[sshd]",
-        "setuid-programs = [\"/usr/bin/passwd\", \"/usr/bin/sh\"]\n\n[sshd]",
-    );
-    fs::write(&toml, text).unwrap();
+    let (sys, _, toml) = setuid_guest(t.path(), "\"/usr/bin/passwd\", \"/usr/bin/sh\"");
     let os = FakeOs::default();
     let l = activate(&root, &sys, &os);
     assert!(l.ok(), "{l:#?}");
@@ -578,21 +626,15 @@ fn declared_setuid_programs_are_copied_setuid_and_withdrawn() {
         0o4755
     );
     assert!(t.path().join("run/setuid-programs/sh").is_file());
-    let step = l
-        .steps
-        .iter()
-        .find(|s| s.step == "setuid-programs")
-        .unwrap();
-    assert_eq!(step.status, StepStatus::Changed);
+    assert_eq!(step(&l, "setuid-programs").status, StepStatus::Changed);
 
     // Unchanged the second time; a program no longer declared goes.
     let again = activate(&root, &sys, &os);
-    let step = again
-        .steps
-        .iter()
-        .find(|s| s.step == "setuid-programs")
-        .unwrap();
-    assert_eq!(step.status, StepStatus::Unchanged, "{again:#?}");
+    assert_eq!(
+        step(&again, "setuid-programs").status,
+        StepStatus::Unchanged,
+        "{again:#?}"
+    );
     let text = fs::read_to_string(&toml)
         .unwrap()
         .replace(", \"/usr/bin/sh\"", "");
@@ -600,15 +642,70 @@ fn declared_setuid_programs_are_copied_setuid_and_withdrawn() {
     let l = activate(&root, &sys, &os);
     assert!(!t.path().join("run/setuid-programs/sh").exists());
     assert!(copy.is_file());
-    let step = l
-        .steps
-        .iter()
-        .find(|s| s.step == "setuid-programs")
-        .unwrap();
+    let step = step(&l, "setuid-programs");
     assert!(
         step.changes
             .iter()
             .any(|c| c == "removed /run/setuid-programs/sh"),
         "{step:?}"
     );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "root-tests"),
+    ignore = "needs root to change a store item and for setuid root copies (the root tier: --features root-tests)"
+)]
+fn a_setuid_source_that_differs_from_its_manifest_is_refused_and_not_installed() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    let (sys, rt, _) = setuid_guest(
+        t.path(),
+        "\"/usr/bin/passwd\", \"/usr/bin/sh\", \"/usr/bin/nope\"",
+    );
+    let bin = t.path().join("frx/store").join(&rt).join("usr/bin");
+    // Tampered after the item was made (root writes through mode 0444).
+    fs::write(bin.join("passwd"), "evil program").unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    let s = step(&l, "setuid-programs");
+    assert_eq!(s.status, StepStatus::Failed);
+    assert_eq!(
+        s.error.as_deref(),
+        Some(
+            format!(
+                "setuid program /usr/bin/passwd of {rt}: the source differs from the item's manifest"
+            )
+            .as_str()
+        )
+    );
+    let dir = t.path().join("run/setuid-programs");
+    assert!(!dir.join("passwd").exists(), "nothing installed for it");
+    assert!(!dir.join("nope").exists());
+    assert!(dir.join("sh").is_file(), "the others are installed");
+
+    // A source swapped for a link is refused too, and its copy withdrawn;
+    // a program the manifest lacks is named.
+    fs::write(bin.join("passwd"), "passwd program").unwrap();
+    fs::remove_file(bin.join("sh")).unwrap();
+    symlink("passwd", bin.join("sh")).unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    assert_eq!(
+        step(&l, "setuid-programs").error.as_deref(),
+        Some(format!("setuid program /usr/bin/sh of {rt}: the source is a symbolic link").as_str())
+    );
+    assert!(dir.join("passwd").is_file());
+    assert!(!dir.join("sh").exists(), "the earlier copy is withdrawn");
+    fs::remove_file(bin.join("sh")).unwrap();
+    fs::write(bin.join("sh"), "sh").unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    assert_eq!(
+        step(&l, "setuid-programs").error.as_deref(),
+        Some(
+            format!(
+                "setuid program /usr/bin/nope of {rt}: not a regular file in the item's manifest"
+            )
+            .as_str()
+        )
+    );
+    assert!(!dir.join("nope").exists());
 }

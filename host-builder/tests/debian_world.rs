@@ -14,7 +14,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -58,9 +57,8 @@ materialize = { prefix = "/tmp/shepherd-freebsd-validate-install", rules = ["she
 "#;
 
 fn need_root() {
-    let uid = fs::metadata("/proc/self").unwrap().uid();
-    assert_eq!(
-        uid, 0,
+    assert!(
+        fruix_store::root::running_as_root(),
         "these tests run mmdebstrap in root mode, chroot and mount: run them as root (the README's test command does)"
     );
 }

@@ -130,6 +130,16 @@ pub enum ImportError {
         /// Why it cannot be imported.
         reason: String,
     },
+    /// A source entry changed between the listing and the reading: swapped
+    /// for a symbolic link or another file, or resized. Refused, since a
+    /// build as root must read only what it listed.
+    #[error("{}: changed while it was imported: {what}", path.display())]
+    SourceChanged {
+        /// The entry, as a path under the source.
+        path: PathBuf,
+        /// How it changed (`it is now a symbolic link`).
+        what: &'static str,
+    },
     /// Reading the archive failed (corrupt, truncated, bad compression).
     #[error("{path}: cannot read archive: {message}")]
     Archive {

@@ -206,7 +206,7 @@ fn refuses_fifos_and_sockets_naming_the_entry() {
 fn refuses_device_nodes() {
     // mknod needs root; the test command runs as root (see README).
     assert!(
-        nix_is_root(),
+        fruix_store::root::running_as_root(),
         "this test creates a device node and must run as root (the README's test command does)"
     );
     let s = Scratch::new();
@@ -226,12 +226,6 @@ fn refuses_device_nodes() {
         )
     );
     s.assert_empty();
-}
-
-fn nix_is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
 }
 
 #[test]

@@ -7,10 +7,15 @@ mod etc;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
+
+use fruix_store::hash::sha256;
+use fruix_store::root::MANIFEST_EXT;
+use fruix_store::{EntryKind, ItemName, Manifest};
 
 use crate::accounts;
 use crate::config::DeclaredAccounts;
-use crate::error::{ActivationError, At};
+use crate::error::{ActivationError, At, SetuidRefusal};
 use crate::platform::Platform;
 use crate::root::GuestRoot;
 
@@ -187,8 +192,19 @@ pub const SETUID_DIR: &str = "/run/setuid-programs";
 /// `/usr/bin/passwd`, read from the runtime item) to
 /// `/run/setuid-programs/NAME`, setuid root, and removes copies no longer
 /// declared.
+///
+/// Each source is checked first against the runtime item's manifest,
+/// trusted through the system item: its copy in `SYSTEM/manifests/` must
+/// hash to the runtime item's name. The source is opened without following
+/// a link, read once, and those same bytes are hashed, compared with the
+/// manifest's entry and written. A source that differs (or is a link, or
+/// not a regular file of the manifest) is refused with
+/// [`ActivationError::SetuidRefused`]: no copy is installed for it (one
+/// left from an earlier run is removed), the others are, and the step
+/// fails with the first refusal.
 pub(crate) fn setuid_programs(
     root: &GuestRoot,
+    system: &str,
     runtime: &str,
     programs: &[String],
 ) -> Result<Vec<String>, ActivationError> {
@@ -196,15 +212,29 @@ pub(crate) fn setuid_programs(
     if programs.is_empty() && !root.path(SETUID_DIR).exists() {
         return Ok(changes);
     }
+    let item = runtime.rsplit('/').next().unwrap_or(runtime);
+    let manifest = if programs.is_empty() {
+        None
+    } else {
+        Some(trusted_manifest(root, system, item)?)
+    };
     if root.ensure_dir(SETUID_DIR, 0o755)? {
         changes.push(format!("directory {SETUID_DIR}"));
     }
     let mut names = BTreeSet::new();
+    let mut refused = None;
     for p in programs {
+        let Some(m) = &manifest else { break };
         let name = p.rsplit('/').next().unwrap_or(p);
+        let bytes = match verified_source(root, runtime, item, p, m) {
+            Ok(b) => b,
+            Err(e) => {
+                refused.get_or_insert(e);
+                continue;
+            }
+        };
         names.insert(name.to_owned());
         let src = format!("{runtime}{p}");
-        let bytes = fs::read(root.path(&src)).at(&src, "read")?;
         // Created by root and never chown'd: chown would clear the bit.
         if root.write_if_changed(&format!("{SETUID_DIR}/{name}"), &bytes, 0o4755, None)? {
             changes.push(format!("setuid {SETUID_DIR}/{name} from {src}"));
@@ -225,7 +255,71 @@ pub(crate) fn setuid_programs(
             changes.push(format!("removed {SETUID_DIR}/{name}"));
         }
     }
-    Ok(changes)
+    match refused {
+        Some(e) => Err(e),
+        None => Ok(changes),
+    }
+}
+
+/// The manifest of `item`, from its copy in the system item, accepted
+/// only when it hashes to the item's name.
+fn trusted_manifest(
+    root: &GuestRoot,
+    system: &str,
+    item: &str,
+) -> Result<Manifest, ActivationError> {
+    let copy = format!("{system}/manifests/{item}{MANIFEST_EXT}");
+    let untrusted = |message: String| ActivationError::System {
+        path: copy.clone().into(),
+        message,
+    };
+    let name = ItemName::parse(item).map_err(|e| untrusted(e.to_string()))?;
+    let bytes = fs::read(root.path(&copy)).at(&copy, "read")?;
+    if sha256(&bytes) != name.digest() {
+        return Err(untrusted(format!("does not hash to the name of {item}")));
+    }
+    Manifest::parse(&bytes).map_err(|e| untrusted(format!("not a canonical manifest: {e}")))
+}
+
+/// The bytes of the declared program `program` of the runtime item, read
+/// once, without following a link, and only when they are what the item's
+/// manifest says.
+fn verified_source(
+    root: &GuestRoot,
+    runtime: &str,
+    item: &str,
+    program: &str,
+    manifest: &Manifest,
+) -> Result<Vec<u8>, ActivationError> {
+    let refuse = |reason| ActivationError::SetuidRefused {
+        program: program.to_owned(),
+        item: item.to_owned(),
+        reason,
+    };
+    let rel = program.trim_start_matches('/').as_bytes();
+    let Some((want, size)) = manifest.entries().iter().find_map(|e| match e.kind {
+        EntryKind::File { sha256, size, .. } if e.path == rel => Some((sha256, size)),
+        _ => None,
+    }) else {
+        return Err(refuse(SetuidRefusal::NotInManifest));
+    };
+    let src = format!("{runtime}{program}");
+    let mut f = match fruix_store::root::open_nofollow(&root.path(&src)) {
+        Ok(f) => f,
+        Err(e) if fruix_store::root::is_not_a_directory(&e) => {
+            return Err(refuse(SetuidRefusal::Link));
+        }
+        Err(e) => return Err(e).at(&src, "read"),
+    };
+    if !f.metadata().at(&src, "read metadata")?.is_file() {
+        return Err(refuse(SetuidRefusal::NotAFile));
+    }
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).at(&src, "read")?;
+    if bytes.len() as u64 != size || sha256(&bytes) != want {
+        return Err(refuse(SetuidRefusal::Differs));
+    }
+    Ok(bytes)
 }
 
 /// Removes the legacy compatibility shims; returns what it removed. The

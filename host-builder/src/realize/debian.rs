@@ -64,7 +64,7 @@ pub fn make_tree(
     mirror: Option<&str>,
     step: &Step,
 ) -> Result<TempTree, BuildError> {
-    if !nix_is_root() {
+    if !fruix_store::root::running_as_root() {
         return Err(BuildError::Input("a debian source needs root: mmdebstrap runs in root mode so that owners and modes are right".into()));
     }
     if Command::new("mmdebstrap")
@@ -242,10 +242,4 @@ fn clean_tree(root: &Path) -> Result<(), BuildError> {
 
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-fn nix_is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
 }
