@@ -107,6 +107,7 @@ impl GuestRoot {
         }
         let parent = p.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).at(guest, "create parent directory")?;
+        sweep_temporaries(parent, &file_name(&p)).at(guest, "remove stale temporary")?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
             .suffix(".fruix-new")
@@ -149,6 +150,7 @@ impl GuestRoot {
             // A directory cannot be renamed over; it was not ours to keep.
             fruix_store::root::remove_tree(&p).at(guest, "remove directory")?;
         }
+        sweep_temporaries(parent, &file_name(&p)).at(guest, "remove stale temporary")?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
             .suffix(".fruix-new")
@@ -238,6 +240,39 @@ fn is_already(p: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> b
     }
     let mut old = Vec::with_capacity(bytes.len());
     f.read_to_end(&mut old).is_ok() && old == bytes
+}
+
+/// Length of tempfile's random part in our temporaries' names.
+const TEMP_RANDOM_LEN: usize = 6;
+
+/// Removes what a killed run left of its temporaries for `name` in
+/// `dir` (`.NAME.XXXXXX.fruix-new`, random part of tempfile's length), so
+/// that the next write of the same file finishes the interrupted one
+/// without leftovers. Unlinking never follows a link.
+fn sweep_temporaries(dir: &Path, name: &str) -> io::Result<()> {
+    let prefix = format!(".{name}.");
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        r => r?,
+    };
+    for e in entries {
+        let e = e?;
+        let n = e.file_name();
+        let Some(n) = n.to_str() else { continue };
+        let ours = n
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".fruix-new"))
+            .is_some_and(|r| {
+                r.len() == TEMP_RANDOM_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+        if ours && !e.file_type()?.is_dir() {
+            match fs::remove_file(e.path()) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 fn file_name(p: &Path) -> String {
@@ -344,6 +379,13 @@ mod tests {
         left.sort();
         // The planted link is left alone; no temporary of ours remains.
         assert_eq!(left, [".passwd.fruix-new", "passwd", "shadow"]);
+        // A temporary a killed run left is removed by the next write.
+        fs::write(g.join("etc/.shadow.Ab3dE9.fruix-new"), "half").unwrap();
+        assert!(
+            r.write_if_changed("/etc/shadow", b"newer", 0o640, None)
+                .unwrap()
+        );
+        assert!(!g.join("etc/.shadow.Ab3dE9.fruix-new").exists());
         // The same for links.
         symlink(&outside, g.join(".current.fruix-new")).unwrap();
         assert!(r.symlink_if_changed("/current", "/frx/store/a").unwrap());
