@@ -48,3 +48,17 @@ fn report_lines_with_a_carriage_return_on_the_last_line() {
     );
     assert_eq!(Report::from_lines(&r.to_lines(), "report").unwrap(), r);
 }
+
+/// The second `report` crash: a line ending in several '\r' before its
+/// '\n' kept all but the one `lines` drops.
+#[test]
+fn report_lines_with_carriage_returns_before_a_newline() {
+    let input = b"ready_marker=failed\nstore_ve\x00\x00\x00rify=failed\nreason=e\x00\x00\x00\r\r\r\nreaseady_marker=failed\nstore_verify=failed\nreason=e\x00\x00\x00std\nreason=stor\x01he: ing=sshd,smoke\non=storng=sshd,smoke\x00";
+    let text = std::str::from_utf8(input).unwrap();
+    let r = Report::from_lines(text, "report").unwrap();
+    assert_eq!(
+        r.reasons,
+        ["e\0\0\0", "e\0\0\0std", "stor\u{1}he: ing=sshd,smoke"]
+    );
+    assert_eq!(Report::from_lines(&r.to_lines(), "report").unwrap(), r);
+}
