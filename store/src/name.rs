@@ -65,7 +65,11 @@ impl ItemName {
         if s.len() < DIGEST_HEX_LEN + 2 {
             return Err(invalid("is shorter than a digest, '-' and a name"));
         }
-        let (hex, rest) = s.split_at(DIGEST_HEX_LEN);
+        // Checked: a multi-byte character across byte 64 is a bad name,
+        // not a panic (found by fuzzing, store/tests/fuzz_regressions.rs).
+        let (hex, rest) = s
+            .split_at_checked(DIGEST_HEX_LEN)
+            .ok_or(invalid("does not start with 64 lowercase hex digits"))?;
         let digest =
             Digest::from_hex(hex).ok_or(invalid("does not start with 64 lowercase hex digits"))?;
         let package = rest

@@ -199,6 +199,11 @@ impl DeclaredAccounts {
         to_toml(ACCOUNTS_HEADER, ACCOUNTS_TOML, self)
     }
 
+    /// Reads the text of an `accounts.toml`; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<DeclaredAccounts, FormatError> {
+        parse_toml(text, path)
+    }
+
     /// Reads `etc/fruix/accounts.toml` of a system item directory (none
     /// declared when it is absent).
     pub fn load(system_dir: &Path) -> Result<DeclaredAccounts, FormatError> {
@@ -206,7 +211,7 @@ impl DeclaredAccounts {
         if !p.exists() {
             return Ok(DeclaredAccounts::default());
         }
-        parse_toml(&read(&p)?, &p)
+        Self::parse(&read(&p)?, &p)
     }
 }
 
@@ -313,6 +318,10 @@ mod tests {
             e.to_string(),
             "/s/system.toml: invalid type: integer `1`, expected a string"
         );
+        let e =
+            DeclaredAccounts::parse("[[groups]]\nname = \"g\"\n", Path::new("/s/accounts.toml"))
+                .unwrap_err();
+        assert_eq!(e.to_string(), "/s/accounts.toml: missing field `gid`");
     }
 
     #[test]

@@ -176,6 +176,12 @@ impl Report {
         let mut reasons = Vec::new();
         let mut pending = Vec::new();
         for (i, l) in text.lines().enumerate() {
+            // `lines` drops the '\r' of a "\r\n" but not of a last line
+            // without its '\n', nor the ones before it: drop them all, so
+            // that a value never ends in one and what `to_lines` writes
+            // reads back the same (found by fuzzing,
+            // tests/fuzz_regressions.rs).
+            let l = l.trim_end_matches('\r');
             let Some((k, v)) = l.split_once('=') else {
                 return Err(FormatError::Line {
                     what: what.to_owned(),

@@ -1,0 +1,1 @@
+(reply (version 0) (result #f) (error (error (version 0) service-not-found sshd)) (messages ()))
