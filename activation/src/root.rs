@@ -57,8 +57,7 @@ impl GuestRoot {
             Ok(m) if m.is_dir() && m.permissions().mode() & 0o7777 == mode => Ok(false),
             Ok(m) if m.is_dir() => {
                 if !self.dry_run {
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-                        .at(guest, "set mode")?;
+                    chmod_dir(&p, mode).at(guest, "set mode")?;
                 }
                 Ok(true)
             }
@@ -67,16 +66,14 @@ impl GuestRoot {
                 if !self.dry_run {
                     fs::remove_file(&p).at(guest, "remove")?;
                     fs::create_dir_all(&p).at(guest, "create directory")?;
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-                        .at(guest, "set mode")?;
+                    chmod_dir(&p, mode).at(guest, "set mode")?;
                 }
                 Ok(true)
             }
             Err(_) => {
                 if !self.dry_run {
                     fs::create_dir_all(&p).at(guest, "create directory")?;
-                    fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-                        .at(guest, "set mode")?;
+                    chmod_dir(&p, mode).at(guest, "set mode")?;
                 }
                 Ok(true)
             }
@@ -199,6 +196,18 @@ impl GuestRoot {
 
 /// Changes the owner of a path (never following a link); a non-root
 /// caller (a test) may only keep its own.
+/// Sets a directory's mode through a descriptor opened without following
+/// a link: a link swapped in for the directory since it was looked at
+/// fails (ELOOP/ENOTDIR) instead of handing its target the mode.
+fn chmod_dir(p: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(p)?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+}
+
 fn own(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
     tolerate_non_root(std::os::unix::fs::lchown(p, Some(uid), Some(gid)))
 }

@@ -708,4 +708,28 @@ fn a_setuid_source_that_differs_from_its_manifest_is_refused_and_not_installed()
         )
     );
     assert!(!dir.join("nope").exists());
+
+    // A manifest copy that does not hash to the item's name refuses every
+    // program, and the copies of earlier runs are withdrawn.
+    let copy = t
+        .path()
+        .join(sys.trim_start_matches('/'))
+        .join(format!("manifests/{rt}.mtree"));
+    let mut text = fs::read(&copy).unwrap();
+    text.extend_from_slice(b"# planted\n");
+    fs::write(&copy, text).unwrap();
+    let l = activate(&root, &sys, &FakeOs::default());
+    let s = step(&l, "setuid-programs");
+    assert_eq!(s.status, StepStatus::Failed);
+    assert_eq!(
+        s.error,
+        Some(format!(
+            "{sys}/manifests/{rt}.mtree: does not hash to the name of {rt}"
+        ))
+    );
+    assert!(
+        !dir.join("passwd").exists(),
+        "the earlier copy is withdrawn"
+    );
+    assert!(!dir.join("sh").exists());
 }

@@ -1,7 +1,8 @@
 //! The agent's readiness report as the host reads it: `key=value` lines
 //! (`Report::from_lines`, `fruix query`), the flat JSON object
 //! (`Report::from_json`), the serde form of the status socket, and the
-//! console (`ConsoleWatch`, `fruix system vm`), fed in two chunks through
+//! console (`ConsoleWatch`, `fruix system vm`, with the host key blocks
+//! it pins from), fed in two chunks through
 //! a file as QEMU writes it. Property: each of the three text forms reads
 //! back what its writer wrote from a parsed report.
 #![no_main]
@@ -11,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use fruix_system::{ConsoleWatch, Report};
+use fruix_system::{ConsoleWatch, HostKey, Report};
 use libfuzzer_sys::fuzz_target;
 
 /// A console log file of this process, reused by every input.
@@ -68,4 +69,14 @@ fuzz_target!(|data: &[u8]| {
         .expect("append to the console log");
     let _ = watch.poll(path);
     let _ = watch.tail();
+    // The host keys `fruix system vm` would pin: each reads back from the
+    // line it would write.
+    if let Some(keys) = watch.host_keys() {
+        for k in keys {
+            let back = HostKey::parse(&k.public_line(), "pinned key").expect("a pinned key parses");
+            assert_eq!(&back, k);
+            let _ = k.known_hosts_line("127.0.0.1", 2222);
+        }
+    }
+    let _ = watch.host_keys_error();
 });

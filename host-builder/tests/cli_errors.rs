@@ -29,6 +29,20 @@ fn query_refuses_a_bad_target_and_a_missing_key() {
     let (code, err) = fruix(&["query", "--ssh", "host", "-i", "/nonexistent/key"]);
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.trim(), "fruix: -i: /nonexistent/key: no such key file");
+    // A name ssh would split or expand is refused, not handed over.
+    let t = tempfile::tempdir().unwrap();
+    let odd = t.path().join("my hosts%d");
+    std::fs::write(&odd, "").unwrap();
+    let odd = odd.to_str().unwrap();
+    let (code, err) = fruix(&["query", "--ssh", "host", "--known-hosts", odd]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "fruix: --known-hosts: {odd}: ssh cannot be given a file name with ' ' in it \
+             as it is; move or link the file elsewhere"
+        )
+    );
 }
 
 #[test]

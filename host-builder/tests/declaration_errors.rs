@@ -487,19 +487,37 @@ case!(
     home_is_root,
     "home = \"/home/alice\"",
     "home = \"/\"",
-    "FILE:31:8: `users.home`: '/' is a system directory ('/', '/etc' or under '/frx')"
+    "FILE:31:8: `users.home`: '/' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
 );
 case!(
     home_is_etc,
     "home = \"/home/alice\"",
     "home = \"//etc/\"",
-    "FILE:31:8: `users.home`: '//etc/' is a system directory ('/', '/etc' or under '/frx')"
+    "FILE:31:8: `users.home`: '//etc/' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
 );
 case!(
     home_in_the_store,
     "home = \"/home/alice\"",
     "home = \"/frx/store\"",
-    "FILE:31:8: `users.home`: '/frx/store' is a system directory ('/', '/etc' or under '/frx')"
+    "FILE:31:8: `users.home`: '/frx/store' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+);
+case!(
+    home_is_the_homes_directory,
+    "home = \"/home/alice\"",
+    "home = \"/home\"",
+    "FILE:31:8: `users.home`: '/home' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+);
+case!(
+    home_in_usr,
+    "home = \"/home/alice\"",
+    "home = \"/usr/share/alice\"",
+    "FILE:31:8: `users.home`: '/usr/share/alice' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+);
+case!(
+    home_in_world_writable_tmp,
+    "home = \"/home/alice\"",
+    "home = \"/var/tmp/alice\"",
+    "FILE:31:8: `users.home`: '/var/tmp/alice' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
 );
 case!(
     home_with_dotdot,

@@ -157,9 +157,16 @@ pub struct HostKeyWatch {
     state: BlockState,
     fingerprints: Vec<String>,
     keys: Vec<HostKey>,
+    /// Why the block being read cannot be taken, once a key line in it
+    /// could not be read.
+    bad: Option<String>,
     found: Option<Vec<HostKey>>,
     error: Option<String>,
 }
+
+/// More keys than any guest has: a block that goes on past this is not
+/// the agent's.
+const MAX_KEYS: usize = 8;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 enum BlockState {
@@ -179,12 +186,15 @@ impl HostKeyWatch {
                 self.state = BlockState::Fingerprints;
                 self.fingerprints.clear();
                 self.keys.clear();
+                self.bad = None;
             }
             BlockState::Fingerprints if at(FINGERPRINTS_END) => {
                 self.state = BlockState::BetweenBlocks;
             }
             BlockState::Fingerprints => {
-                if let Some(f) = line.split_whitespace().find(|w| w.starts_with("SHA256:")) {
+                if let Some(f) = line.split_whitespace().find(|w| w.starts_with("SHA256:"))
+                    && self.fingerprints.len() < MAX_KEYS
+                {
                     self.fingerprints.push(f.to_owned());
                 }
             }
@@ -196,6 +206,7 @@ impl HostKeyWatch {
                     .iter()
                     .find(|k| !self.fingerprints.contains(&k.fingerprint()));
                 match unmatched {
+                    _ if self.bad.is_some() => self.error = self.bad.take(),
                     _ if keys.is_empty() => self.error = Some("the key block is empty".into()),
                     Some(k) => {
                         self.error = Some(format!(
@@ -218,9 +229,18 @@ impl HostKeyWatch {
                     .chain(line.find("ecdsa-"))
                     .min()
                     .map(|i| &line[i..]);
+                // A key line that cannot be read loses the whole block: a
+                // partial set of keys is never pinned. Lines without a key
+                // (the kernel's, between ours) are passed over.
                 match text.map(|t| HostKey::parse(t, "console key line")) {
+                    Some(Ok(_)) if self.keys.len() == MAX_KEYS => {
+                        let too_many = format!("more than {MAX_KEYS} keys in the key block");
+                        self.bad.get_or_insert(too_many);
+                    }
                     Some(Ok(k)) => self.keys.push(k),
-                    Some(Err(e)) => self.error = Some(crate::error::chain(&e)),
+                    Some(Err(e)) => {
+                        self.bad.get_or_insert_with(|| crate::error::chain(&e));
+                    }
                     None => {}
                 }
             }
@@ -308,6 +328,31 @@ mod tests {
             // Kernel output may precede the agent's text on a line.
             w.feed(&format!("[   3.1] {l}"));
         }
+        assert_eq!(w.keys(), Some(&keys()[..]));
+        assert_eq!(w.error(), None);
+    }
+
+    #[test]
+    fn a_garbled_key_line_loses_the_whole_block() {
+        let good = console_block(&keys(), "root@guest");
+        let text = good.replace("ecdsa-sha2-nistp256 AAAAE2", "ecdsa-sha2-nistp256 AAAA!E2");
+        let mut w = HostKeyWatch::default();
+        text.lines().for_each(|l| w.feed(l));
+        assert_eq!(w.keys(), None, "the good ed25519 key alone is not pinned");
+        assert_eq!(
+            w.error(),
+            Some(
+                "console key line: line 1: key of ecdsa-sha2-nistp256: not base64: \
+                 Invalid symbol 33, offset 4."
+            )
+        );
+        // A whole block after it is taken; a line of the kernel's inside
+        // it is passed over.
+        let good = good.replace(
+            KEYS_END,
+            &format!("[  9.1] random: crng init done\n{KEYS_END}"),
+        );
+        good.lines().for_each(|l| w.feed(l));
         assert_eq!(w.keys(), Some(&keys()[..]));
         assert_eq!(w.error(), None);
     }

@@ -213,16 +213,20 @@ pub(crate) fn setuid_programs(
         return Ok(changes);
     }
     let item = runtime.rsplit('/').next().unwrap_or(runtime);
-    let manifest = if programs.is_empty() {
-        None
+    // A manifest that cannot be trusted refuses every program, and the
+    // copies of earlier runs are still withdrawn below.
+    let (manifest, mut refused) = if programs.is_empty() {
+        (None, None)
     } else {
-        Some(trusted_manifest(root, system, item)?)
+        match trusted_manifest(root, system, item) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(e)),
+        }
     };
     if root.ensure_dir(SETUID_DIR, 0o755)? {
         changes.push(format!("directory {SETUID_DIR}"));
     }
     let mut names = BTreeSet::new();
-    let mut refused = None;
     for p in programs {
         let Some(m) = &manifest else { break };
         let name = p.rsplit('/').next().unwrap_or(p);

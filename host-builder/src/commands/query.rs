@@ -9,19 +9,41 @@ use crate::Outcome;
 use crate::cli::QueryArgs;
 use crate::query::{Answer, HostKeys, QueryOptions, Target, query};
 
+/// Refuses a file name that ssh would not take as it is: it splits
+/// option values at whitespace and quotes, and expands `%` tokens and a
+/// leading `~` in key and known_hosts file names, so such a name would
+/// make it read another file than the one given.
+fn ssh_safe(flag: &str, path: &std::path::Path) -> Result<()> {
+    let s = path.to_string_lossy();
+    if let Some(c) = s
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '"' | '\''))
+        .or_else(|| s.starts_with('~').then_some('~'))
+    {
+        bail!(
+            "{flag}: {}: ssh cannot be given a file name with {c:?} in it as it is; \
+             move or link the file elsewhere",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `fruix query`.
 pub fn run(a: QueryArgs) -> Result<Outcome> {
     let target = Target::parse(&a.ssh).map_err(|e| anyhow!("--ssh: {e}"))?;
-    if let Some(i) = &a.identity
-        && !i.is_file()
-    {
-        bail!("-i: {}: no such key file", i.display());
+    if let Some(i) = &a.identity {
+        if !i.is_file() {
+            bail!("-i: {}: no such key file", i.display());
+        }
+        ssh_safe("-i", i)?;
     }
     let host_keys = match (a.known_hosts, a.any_host_key) {
         (Some(f), _) => {
             if !f.is_file() {
                 bail!("--known-hosts: {}: no such file", f.display());
             }
+            ssh_safe("--known-hosts", &f)?;
             HostKeys::File(f)
         }
         (None, true) => HostKeys::Any,

@@ -246,6 +246,9 @@ pub fn start(opts: &VmOptions, work: &Path) -> Result<(Qemu, u16, &'static str),
         console_log: opts.console_log.clone(),
     });
     let _ = fs::remove_file(&opts.console_log);
+    // Every boot makes new host keys (the disk is a snapshot): the keys
+    // pinned for an earlier boot are not this guest's.
+    let _ = fs::remove_file(known_hosts::path_for(&opts.console_log));
     let qemu_log = opts.console_log.with_extension("qemu.log");
     let err = fs::File::create(&qemu_log).map_err(|e| VmError::Io(qemu_log.clone(), e))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
@@ -296,6 +299,12 @@ pub fn wait_ready(
             });
             return Ok(finish(&watch, Some(r), failure));
         }
+        // First: Ctrl-C reaches QEMU too (one process group), which then
+        // exits, and that is our interruption, not QEMU's failure.
+        if stop.load(Ordering::Relaxed) {
+            qemu.stop();
+            return Ok(finish(&watch, None, Some("interrupted".into())));
+        }
         if let Some(status) = qemu.exited() {
             // The last lines it wrote before exiting.
             let _ = watch.poll(&opts.console_log);
@@ -321,10 +330,6 @@ pub fn wait_ready(
                     }
                 )),
             ));
-        }
-        if stop.load(Ordering::Relaxed) {
-            qemu.stop();
-            return Ok(finish(&watch, None, Some("interrupted".into())));
         }
         if t.elapsed() >= opts.timeout {
             qemu.stop();

@@ -118,7 +118,10 @@ pub fn escape(value: &OsStr) -> OsString {
 
 /// An option value `HEAD` + the escaped `path` + `TAIL`, e.g.
 /// `file=` + `/tmp/a,,b.raw` + `,format=raw,if=virtio`.
+/// The path is made absolute first: QEMU reads a relative `file=` value
+/// with a `:` before its first `/` (`a:b.raw`, `json:...`) as a protocol.
 pub fn opt_path(head: &str, path: &Path, tail: &str) -> OsString {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     let mut s = OsString::from(head);
     s.push(escape(path.as_os_str()));
     s.push(tail);
@@ -370,5 +373,15 @@ mod tests {
         assert_eq!(choose_accel(Accel::Tcg, None).unwrap(), "tcg");
         assert_eq!(choose_accel(Accel::Auto, None).unwrap(), "kvm");
         assert_eq!(choose_accel(Accel::Kvm, None).unwrap(), "kvm");
+    }
+
+    #[test]
+    fn a_relative_path_is_made_absolute_so_no_colon_names_a_protocol() {
+        let v = opt_path("file=", Path::new("json:{x}.raw"), ",format=raw");
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            v,
+            OsString::from(format!("file={}/json:{{x}}.raw,format=raw", cwd.display()))
+        );
     }
 }

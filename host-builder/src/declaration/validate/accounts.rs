@@ -127,7 +127,9 @@ fn check_users(
 }
 
 /// Checks a home: absolute, without `.` or `..`, and none of the places
-/// activation must not hand to a user: `/`, `/etc`, `/frx` and below.
+/// activation must not hand to a user: `/`, the system's trees (`/etc`,
+/// `/frx`, `/usr`, ... and below), `/tmp`, and the directories that hold
+/// homes (`/home`, `/var`, ...) themselves.
 fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
     check_passwd_field(at, h, "users.home")?;
     let home = h.get_ref();
@@ -138,14 +140,35 @@ fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
             format!("`users.home`: '{home}' is not an absolute path without '.' or '..'"),
         ));
     }
-    if parts.is_empty() || parts == ["etc"] || parts[0] == "frx" {
+    // Activation makes the home and gives it to its user: a directory the
+    // system needs (or a world-writable one, where others can plant
+    // links) must never be one.
+    let system_dir = match parts.as_slice() {
+        [] => true,
+        [top, ..] if SYSTEM_TREES.contains(top) => true,
+        [one] => SYSTEM_DIRS.contains(one),
+        [a, b, ..] => *a == "var" && matches!(*b, "tmp" | "run" | "lock"),
+    };
+    if system_dir {
         return Err(at.error(
             &h.span(),
-            format!("`users.home`: '{home}' is a system directory ('/', '/etc' or under '/frx')"),
+            format!(
+                "`users.home`: '{home}' is a system directory (a home goes under /home, \
+                 /var, /srv or /opt, or is /root)"
+            ),
         ));
     }
     Ok(())
 }
+
+/// Trees no home may be in: the system's, and world-writable `/tmp`.
+const SYSTEM_TREES: &[&str] = &[
+    "etc", "frx", "usr", "bin", "sbin", "lib", "lib32", "lib64", "libexec", "boot", "dev",
+    "proc", "sys", "run", "tmp", "rescue",
+];
+
+/// Directories that may hold homes but are not one themselves.
+const SYSTEM_DIRS: &[&str] = &["home", "var", "srv", "opt", "mnt", "media"];
 
 /// Checks a shell: an absolute path without `..`.
 fn check_shell(at: &Locator<'_>, s: &Spanned<String>) -> Result<(), DeclError> {
