@@ -163,8 +163,8 @@ fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
 
 /// Trees no home may be in: the system's, and world-writable `/tmp`.
 const SYSTEM_TREES: &[&str] = &[
-    "etc", "frx", "usr", "bin", "sbin", "lib", "lib32", "lib64", "libexec", "boot", "dev",
-    "proc", "sys", "run", "tmp", "rescue",
+    "etc", "frx", "usr", "bin", "sbin", "lib", "lib32", "lib64", "libexec", "boot", "dev", "proc",
+    "sys", "run", "tmp", "rescue",
 ];
 
 /// Directories that may hold homes but are not one themselves.
