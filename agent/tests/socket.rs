@@ -23,11 +23,17 @@ fn sock(t: &Path) -> std::path::PathBuf {
     t.join("run/fruix/agent.sock")
 }
 
-/// Sends `request` (as is) and reads the answer to its end.
+/// Sends `request` (as is) and reads the answer to its end. A daemon
+/// that turns the connection away (busy) may answer and close before the
+/// request is written: the write then fails with a broken pipe, and the
+/// answer is still there to read.
 fn ask(t: &Path, request: &[u8]) -> String {
     let mut s = UnixStream::connect(sock(t)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(request).unwrap();
+    match s.write_all(request) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        r => r.unwrap(),
+    }
     read_all(&mut s)
 }
 
