@@ -194,11 +194,12 @@ impl GuestRoot {
     }
 }
 
-/// Changes the owner of a path (never following a link); a non-root
-/// caller (a test) may only keep its own.
 /// Sets a directory's mode through a descriptor opened without following
 /// a link: a link swapped in for the directory since it was looked at
 /// fails (ELOOP/ENOTDIR) instead of handing its target the mode.
+/// Opening for reading needs read permission, which root always has (the
+/// agent and activation run as root; tests as another user keep their
+/// directories readable).
 fn chmod_dir(p: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = fs::OpenOptions::new()
@@ -208,6 +209,8 @@ fn chmod_dir(p: &Path, mode: u32) -> io::Result<()> {
     f.set_permissions(fs::Permissions::from_mode(mode))
 }
 
+/// Changes the owner of a path (never following a link); a non-root
+/// caller (a test) may only keep its own.
 fn own(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
     tolerate_non_root(std::os::unix::fs::lchown(p, Some(uid), Some(gid)))
 }

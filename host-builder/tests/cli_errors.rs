@@ -231,7 +231,7 @@ fn a_refused_declaration_writes_nothing() {
     assert_eq!(
         err,
         format!(
-            "fruix: {}:14:8: `users.home`: '/' is a system directory ('/', '/etc' or under '/frx')\n",
+            "fruix: {}:14:8: `users.home`: '/' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)\n",
             decl.display()
         )
     );

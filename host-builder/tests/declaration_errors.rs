@@ -487,37 +487,49 @@ case!(
     home_is_root,
     "home = \"/home/alice\"",
     "home = \"/\"",
-    "FILE:31:8: `users.home`: '/' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '/' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_is_etc,
     "home = \"/home/alice\"",
     "home = \"//etc/\"",
-    "FILE:31:8: `users.home`: '//etc/' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '//etc/' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_in_the_store,
     "home = \"/home/alice\"",
     "home = \"/frx/store\"",
-    "FILE:31:8: `users.home`: '/frx/store' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '/frx/store' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_is_the_homes_directory,
     "home = \"/home/alice\"",
     "home = \"/home\"",
-    "FILE:31:8: `users.home`: '/home' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '/home' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_in_usr,
     "home = \"/home/alice\"",
     "home = \"/usr/share/alice\"",
-    "FILE:31:8: `users.home`: '/usr/share/alice' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '/usr/share/alice' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_in_world_writable_tmp,
     "home = \"/home/alice\"",
     "home = \"/var/tmp/alice\"",
-    "FILE:31:8: `users.home`: '/var/tmp/alice' is a system directory (a home goes under /home, /var, /srv or /opt, or is /root)"
+    "FILE:31:8: `users.home`: '/var/tmp/alice' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
+);
+case!(
+    home_is_roots,
+    "home = \"/home/alice\"",
+    "home = \"/root\"",
+    "FILE:31:8: `users.home`: '/root' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
+);
+case!(
+    home_is_a_directory_of_var,
+    "home = \"/home/alice\"",
+    "home = \"/var/empty\"",
+    "FILE:31:8: `users.home`: '/var/empty' is a system directory (a home goes under /home, /srv, /opt or a directory of /var such as /var/lib)"
 );
 case!(
     home_with_dotdot,

@@ -10,15 +10,21 @@ use crate::cli::QueryArgs;
 use crate::query::{Answer, HostKeys, QueryOptions, Target, query};
 
 /// Refuses a file name that ssh would not take as it is: it splits
-/// option values at whitespace and quotes, and expands `%` tokens and a
+/// option values at whitespace and quotes, unescapes backslashes, reads a
+/// leading `#` as a comment, and expands `%` tokens, `${VAR}` and a
 /// leading `~` in key and known_hosts file names, so such a name would
 /// make it read another file than the one given.
 fn ssh_safe(flag: &str, path: &std::path::Path) -> Result<()> {
-    let s = path.to_string_lossy();
+    let Some(s) = path.to_str() else {
+        bail!("{flag}: {}: not a UTF-8 file name", path.display());
+    };
     if let Some(c) = s
         .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '"' | '\''))
-        .or_else(|| s.starts_with('~').then_some('~'))
+        .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '%' | '"' | '\'' | '$' | '\\'))
+        .or_else(|| {
+            s.starts_with(['~', '#'])
+                .then_some(s.chars().next().unwrap_or('~'))
+        })
     {
         bail!(
             "{flag}: {}: ssh cannot be given a file name with {c:?} in it as it is; \

@@ -311,6 +311,10 @@ pub fn wait_ready(
             let qemu_log = opts.console_log.with_extension("qemu.log");
             let qemu_err = fs::read_to_string(&qemu_log).unwrap_or_default();
             let why = qemu_err.lines().last().map(str::trim).unwrap_or("");
+            // A signal that came after the check above is ours too.
+            if stop.load(Ordering::Relaxed) {
+                return Ok(finish(&watch, None, Some("interrupted".into())));
+            }
             if !status.success() {
                 return Err(VmError::QemuFailed {
                     status,

@@ -147,6 +147,8 @@ fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
         [] => true,
         [top, ..] if SYSTEM_TREES.contains(top) => true,
         [one] => SYSTEM_DIRS.contains(one),
+        // /var's own directories (log, lib, empty, ...) are the system's.
+        [a, _] => *a == "var",
         [a, b, ..] => *a == "var" && matches!(*b, "tmp" | "run" | "lock"),
     };
     if system_dir {
@@ -154,7 +156,7 @@ fn check_home(at: &Locator<'_>, h: &Spanned<String>) -> Result<(), DeclError> {
             &h.span(),
             format!(
                 "`users.home`: '{home}' is a system directory (a home goes under /home, \
-                 /var, /srv or /opt, or is /root)"
+                 /srv, /opt or a directory of /var such as /var/lib)"
             ),
         ));
     }
@@ -168,7 +170,8 @@ const SYSTEM_TREES: &[&str] = &[
 ];
 
 /// Directories that may hold homes but are not one themselves.
-const SYSTEM_DIRS: &[&str] = &["home", "var", "srv", "opt", "mnt", "media"];
+/// `/root` is root's, and no declared user is root.
+const SYSTEM_DIRS: &[&str] = &["home", "var", "srv", "opt", "mnt", "media", "root"];
 
 /// Checks a shell: an absolute path without `..`.
 fn check_shell(at: &Locator<'_>, s: &Spanned<String>) -> Result<(), DeclError> {
