@@ -58,6 +58,35 @@ fn vm_refuses_a_missing_image_and_a_declaration_without_out() {
     );
 }
 
+/// A stand-in for `ssh` in `dir/bin` (run by name, through PATH:
+/// src/query.rs) that appends its arguments to `dir/calls`, prints
+/// `said` on stderr and exits 255, as ssh does when it fails. Returns the
+/// PATH to run `fruix` with and the calls file.
+fn fake_ssh(dir: &std::path::Path, said: &str) -> (String, std::path::PathBuf) {
+    let calls = dir.join("calls");
+    let said_file = dir.join("said");
+    std::fs::write(&said_file, format!("{said}\n")).unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let ssh = bin.join("ssh");
+    std::fs::write(
+        &ssh,
+        format!(
+            "#!/bin/sh\necho \"$*\" >>'{}'\ncat '{}' >&2\nexit 255\n",
+            calls.display(),
+            said_file.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path, calls)
+}
+
 /// `fruix query --wait 3` against a guest that cannot be reached: `ssh`
 /// (run by name, through PATH: src/query.rs) is a stand-in that counts its
 /// calls and fails as ssh does for a refused connection. The backoff of
@@ -69,26 +98,9 @@ fn vm_refuses_a_missing_image_and_a_declaration_without_out() {
 #[test]
 fn query_retries_an_unreachable_guest_with_backoff_until_the_deadline() {
     let t = tempfile::tempdir().unwrap();
-    let calls = t.path().join("calls");
-    let bin = t.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let ssh = bin.join("ssh");
-    std::fs::write(
-        &ssh,
-        format!(
-            "#!/bin/sh\n\
-             echo \"$*\" >>'{}'\n\
-             echo 'ssh: connect to host 127.0.0.1 port 2222: Connection refused' >&2\n\
-             exit 255\n",
-            calls.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let (path, calls) = fake_ssh(
+        t.path(),
+        "ssh: connect to host 127.0.0.1 port 2222: Connection refused",
     );
     let o = Command::new(env!("CARGO_BIN_EXE_fruix"))
         .args(["query", "--ssh", "root@127.0.0.1:2222", "--wait", "3"])
@@ -135,29 +147,9 @@ fn query_refuses_a_wrong_host_key_or_login_at_once() {
         ),
     ] {
         let t = tempfile::tempdir().unwrap();
-        let calls = t.path().join("calls");
-        let said_file = t.path().join("said");
-        std::fs::write(&said_file, format!("{said}\n")).unwrap();
-        let bin = t.path().join("bin");
-        std::fs::create_dir(&bin).unwrap();
-        let ssh = bin.join("ssh");
-        std::fs::write(
-            &ssh,
-            format!(
-                "#!/bin/sh\necho \"$*\" >>'{}'\ncat '{}' >&2\nexit 255\n",
-                calls.display(),
-                said_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (path, calls) = fake_ssh(t.path(), said);
         let kh = t.path().join("guest.known_hosts");
         std::fs::write(&kh, "").unwrap();
-        let path = format!(
-            "{}:{}",
-            bin.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
         let started = std::time::Instant::now();
         let o = Command::new(env!("CARGO_BIN_EXE_fruix"))
             .args(["query", "--ssh", "root@127.0.0.1:2222", "--wait", "60"])
