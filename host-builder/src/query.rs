@@ -84,11 +84,7 @@ impl Target {
     /// The host as ssh and known_hosts name it: `[HOST]:PORT` for any
     /// port but 22.
     pub fn known_hosts_name(&self) -> String {
-        if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        }
+        fruix_system::hostkeys::known_hosts_name(&self.host, self.port)
     }
 }
 

@@ -111,12 +111,17 @@ impl HostKey {
     /// The known_hosts line pinning this key for `host:port` (OpenSSH
     /// writes `[host]:port` for any port but 22).
     pub fn known_hosts_line(&self, host: &str, port: u16) -> String {
-        let name = if port == 22 {
-            host.to_owned()
-        } else {
-            format!("[{host}]:{port}")
-        };
-        format!("{name} {}", self.public_line())
+        format!("{} {}", known_hosts_name(host, port), self.public_line())
+    }
+}
+
+/// How OpenSSH names `host:port` in known_hosts and its messages: the
+/// bare host for port 22, `[host]:port` for any other.
+pub fn known_hosts_name(host: &str, port: u16) -> String {
+    if port == 22 {
+        host.to_owned()
+    } else {
+        format!("[{host}]:{port}")
     }
 }
 
