@@ -11,11 +11,14 @@
 //!
 //! - [`hostkeys`]: the guest's SSH host keys as the console's
 //!   cloud-init-style fingerprint and key blocks, and their fingerprints;
+//! - [`console`]: console lines put together again where kernel messages
+//!   cut into them;
 //! - [`ledger`]: the activation ledger (`/run/fruix/activation.json`),
 //!   written by activation, read by the agent's activation check.
 
 pub mod closure;
 pub mod config;
+pub mod console;
 mod error;
 pub mod hostkeys;
 pub mod ledger;

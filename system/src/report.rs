@@ -252,6 +252,7 @@ pub struct ConsoleWatch {
     reasons: Vec<String>,
     tail: Vec<String>,
     host_keys: crate::hostkeys::HostKeyWatch,
+    lines: crate::console::LineJoiner,
 }
 
 /// How many console lines are kept for a failure message.
@@ -259,7 +260,8 @@ const TAIL: usize = 15;
 
 impl ConsoleWatch {
     /// Reads what was added since the last call; returns the agent's report
-    /// when its ready line has come.
+    /// when its ready line has come. Lines a kernel message cut are put
+    /// together again first ([`crate::console`]).
     pub fn poll(&mut self, path: &Path) -> Option<Report> {
         let mut f = File::open(path).ok()?;
         f.seek(SeekFrom::Start(self.offset)).ok()?;
@@ -273,8 +275,10 @@ impl ConsoleWatch {
             let line = String::from_utf8_lossy(&raw)
                 .trim_end_matches(['\r', '\n'])
                 .to_owned();
-            if let Some(r) = self.feed(&line) {
-                found = Some(r);
+            for line in self.lines.push(&line) {
+                if let Some(r) = self.feed(&line) {
+                    found = Some(r);
+                }
             }
         }
         found
@@ -436,6 +440,40 @@ mod tests {
         let r = w.poll(&p).unwrap();
         assert!(r.outcome.is_usable());
         assert_eq!(r.get("x"), Some("1"));
+    }
+
+    /// A kernel message cut into the agent's output at any byte (printk
+    /// writes around the tty): the host keys and the report still come
+    /// through whole. CI lost a key block to such a cut.
+    #[test]
+    fn key_block_and_ready_line_survive_a_kernel_message_at_any_byte() {
+        let key = crate::HostKey::parse(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEOB2N+37FzU+spOOcsTWo6nCX5sEdojXO4y4Qmq8vEJ root@guest",
+            "k",
+        )
+        .unwrap();
+        let mut r = sample();
+        r.reasons.clear();
+        let text = crate::hostkeys::console_block(std::slice::from_ref(&key), "root@guest")
+            + &r.console_text();
+        let kernel = "[   21.412345] random: crng init done\n";
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("console.log");
+        for at in 0..=text.len() {
+            let console = format!("boot\n{}{kernel}{}", &text[..at], &text[at..]);
+            std::fs::write(&p, &console).unwrap();
+            let mut w = ConsoleWatch::default();
+            let got = w
+                .poll(&p)
+                .unwrap_or_else(|| panic!("no report, cut at {at}"));
+            assert_eq!(got.fields, r.fields, "cut at {at}");
+            assert_eq!(
+                w.host_keys(),
+                Some(std::slice::from_ref(&key)),
+                "cut at {at}: {:?}",
+                w.host_keys_error()
+            );
+        }
     }
 
     #[test]

@@ -347,9 +347,24 @@ impl Guest {
     /// asked.
     pub fn pinned(&self) -> &Path {
         self.known_hosts.as_deref().unwrap_or_else(|| {
+            // The console's lines from the key block on, to tell a block
+            // never printed from one the host could not read.
+            let log = self.vm["console_log"].as_str().unwrap_or_default();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            // No block at all: the last 4 KiB before the ready line.
+            let ready = text.find("fruix-ready:").unwrap_or(text.len());
+            let from = text
+                .find("-----BEGIN SSH HOST KEY")
+                .unwrap_or_else(|| {
+                    (ready.saturating_sub(4096)..=ready)
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(ready)
+                });
+            let end = text[from..].find("fruix-ready:").map_or(text.len(), |i| from + i);
             panic!(
-                "fruix system vm pinned no host keys: {}",
-                self.vm["host_keys_error"]
+                "fruix system vm pinned no host keys: {}; console {log} from the key block to the ready line:\n{}",
+                self.vm["host_keys_error"],
+                &text[from..end]
             )
         })
     }
