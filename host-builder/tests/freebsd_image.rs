@@ -1,10 +1,13 @@
 //! `fruix system image` of a FreeBSD declaration: GPT with `loader.efi` on
 //! the ESP and a UFS2 root written by `makefs -t ffs`, whose `/boot`
-//! holds a `loader.conf` naming the system. No FreeBSD binary can be had
+//! holds a `loader.conf` naming the system. No FreeBSD world can be had
 //! here, so the packages are small trees laid out as FreeBSD's
-//! distribution sets are (`boot/kernel/kernel`, `boot/loader.efi`, ...);
-//! what is tested is the image writer, which only copies them. The root is
-//! read back with the UFS2 reader in `ufs2/`.
+//! distribution sets are (`common/freebsd.rs`); what is tested is the
+//! image writer, which only copies them. The agent is a stand-in script,
+//! but in `freebsd_image_carries_the_real_freebsd_agent`: the FreeBSD ELF
+//! `scripts/build-freebsd-agent` links. The root is read back with the
+//! UFS2 reader in `ufs2/`, and by Linux's `ufs` driver in the system test
+//! `ufs_reader`.
 #![allow(clippy::unwrap_used)]
 
 mod ufs2;
@@ -430,4 +433,42 @@ fn direct_boot_of_a_freebsd_image_is_refused_before_qemu_starts() {
             "fruix: {raw}: no Linux loader entry on its EFI system partition: direct boot is for Linux images, boot this one with --firmware uefi\n"
         )
     );
+}
+
+/// The real FreeBSD agent, linked by `scripts/build-freebsd-agent` and
+/// named by `FRUIX_FREEBSD_AGENT`: taken for a FreeBSD system, and the
+/// init path `loader.conf` names holds exactly its bytes, executable.
+#[test]
+#[ignore = "needs the FreeBSD agent ELF that scripts/build-freebsd-agent links (minutes, as root): scripts/test runs it with FRUIX_FREEBSD_AGENT set"]
+fn freebsd_image_carries_the_real_freebsd_agent() {
+    let agent = std::env::var_os("FRUIX_FREEBSD_AGENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "FRUIX_FREEBSD_AGENT is not set: run scripts/build-freebsd-agent and set it to the ELF it prints"
+            )
+        });
+    let elf = fs::read(&agent).unwrap_or_else(|e| panic!("{}: {e}", agent.display()));
+    assert_eq!(&elf[..4], b"\x7fELF");
+    assert_eq!(elf[7], 9, "OS/ABI FreeBSD");
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "shepherd-pid1", "uefi");
+    let out = t.path().join("out");
+    let v = image_ok(&decl, &out, &agent);
+    let raw = PathBuf::from(v["images"][0]["path"].as_str().unwrap());
+    let agent_item = store_item(&out, "-fruix-agent-0.1.0");
+    let parts = partitions(&raw);
+    let bytes = read_range(&raw, parts[1].1, parts[1].2);
+    let fs = Ufs::new(&bytes).unwrap();
+    let conf = String::from_utf8(fs.read(fs.lookup("/boot/loader.conf").unwrap())).unwrap();
+    let init = format!("/frx/store/{agent_item}/bin/fruix-agent");
+    assert!(
+        conf.lines().any(|l| l == format!("init_path=\"{init}\"")),
+        "init_path is not {init}:\n{conf}"
+    );
+    let ino = fs.lookup(&init).unwrap();
+    assert_eq!(fs.mode(ino) & S_IFMT, S_IFREG);
+    assert_eq!(fs.mode(ino) & 0o7777, 0o555);
+    assert_eq!(fs.owner(ino), (0, 0));
+    assert!(fs.read(ino) == elf, "the agent in the image is not the ELF");
 }

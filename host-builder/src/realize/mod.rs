@@ -6,6 +6,7 @@
 //! trees, tool logs), beside the root and never in it. Downloaded `.deb`s
 //! live in the cache directory, shared by every output directory.
 
+mod agent_elf;
 pub mod cache;
 mod context;
 pub mod debian;
@@ -15,12 +16,11 @@ pub mod packages;
 pub mod system;
 
 use std::fs;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use fruix_store::{ImportOptions, ItemName, StoreRoot};
 
-use crate::declaration::{Loaded, Os};
+use crate::declaration::Loaded;
 use crate::error::{BuildError, TempTree};
 use crate::progress::Progress;
 use cache::Records;
@@ -99,42 +99,6 @@ pub fn build_system(
     })
 }
 
-/// Refuses an agent built for another system than the declared one (a
-/// Linux `fruix-agent` in a FreeBSD system would not start): an ELF file's
-/// OS/ABI byte says which. Anything that is not ELF (a script) is taken
-/// as it is.
-fn check_agent_os(binary: &Path, os: Os) -> Result<(), BuildError> {
-    let mut head = [0u8; 8];
-    let n = fs::File::open(binary)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| BuildError::Io(binary.to_owned(), e))?;
-    if n < 8 || &head[..4] != b"\x7fELF" {
-        return Ok(());
-    }
-    // EI_OSABI: 0 (System V) and 3 (GNU) are what Linux linkers write;
-    // FreeBSD's write 9.
-    let built_for = match head[7] {
-        0 | 3 => Os::Linux,
-        9 => Os::Freebsd,
-        other => {
-            return Err(BuildError::Input(format!(
-                "{}: the agent is an ELF file for OS/ABI {other}, neither Linux nor FreeBSD",
-                binary.display()
-            )));
-        }
-    };
-    if built_for != os {
-        return Err(BuildError::Input(format!(
-            "{}: the agent is built for {}, the declaration's os is {}: pass --agent with a fruix-agent built for {}",
-            binary.display(),
-            built_for.as_str(),
-            os.as_str(),
-            os.as_str()
-        )));
-    }
-    Ok(())
-}
-
 /// The agent binary as an item of its own, `fruix-agent-VERSION`, holding
 /// `bin/fruix-agent`.
 fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError> {
@@ -145,7 +109,7 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
             binary.display()
         )));
     }
-    check_agent_os(binary, *cx.loaded.decl.os.get_ref())?;
+    agent_elf::check(binary, *cx.loaded.decl.os.get_ref())?;
     let package = format!("fruix-agent-{}", env!("CARGO_PKG_VERSION"));
     let fp = fingerprint::tree(binary).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
     let key = Records::key(&format!(
