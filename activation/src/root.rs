@@ -4,10 +4,12 @@
 //! anything. In dry-run mode the same calls report what they would change
 //! and touch nothing, so the plan and the run are the same code.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::error::{ActivationError, At};
 
@@ -16,6 +18,11 @@ use crate::error::{ActivationError, At};
 pub struct GuestRoot {
     root: PathBuf,
     dry_run: bool,
+    /// The directories whose stale temporaries this root (and its clones:
+    /// one activation) has swept already. Swept once each: sweeping at
+    /// every write read the whole directory each time, quadratic in
+    /// `/etc`'s hundreds of entries.
+    swept: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl GuestRoot {
@@ -24,6 +31,7 @@ impl GuestRoot {
         GuestRoot {
             root: root.into(),
             dry_run: false,
+            swept: Arc::default(),
         }
     }
 
@@ -104,7 +112,8 @@ impl GuestRoot {
         }
         let parent = p.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).at(guest, "create parent directory")?;
-        sweep_temporaries(parent, &file_name(&p)).at(guest, "remove stale temporary")?;
+        self.sweep_once(parent)
+            .at(guest, "remove stale temporary")?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
             .suffix(".fruix-new")
@@ -147,7 +156,8 @@ impl GuestRoot {
             // A directory cannot be renamed over; it was not ours to keep.
             fruix_store::root::remove_tree(&p).at(guest, "remove directory")?;
         }
-        sweep_temporaries(parent, &file_name(&p)).at(guest, "remove stale temporary")?;
+        self.sweep_once(parent)
+            .at(guest, "remove stale temporary")?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
             .suffix(".fruix-new")
@@ -257,12 +267,40 @@ fn is_already(p: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> b
 /// Length of tempfile's random part in our temporaries' names.
 const TEMP_RANDOM_LEN: usize = 6;
 
-/// Removes what a killed run left of its temporaries for `name` in
-/// `dir` (`.NAME.XXXXXX.fruix-new`, random part of tempfile's length), so
-/// that the next write of the same file finishes the interrupted one
-/// without leftovers. Unlinking never follows a link.
-fn sweep_temporaries(dir: &Path, name: &str) -> io::Result<()> {
-    let prefix = format!(".{name}.");
+impl GuestRoot {
+    /// Sweeps `dir`'s stale temporaries ([`sweep_temporaries`]) the first
+    /// time this activation writes there. Later temporaries in it are this
+    /// activation's own, renamed into place or removed when dropped.
+    fn sweep_once(&self, dir: &Path) -> io::Result<()> {
+        let first = self
+            .swept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_owned());
+        if first {
+            sweep_temporaries(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `n` is one of our temporaries: `.NAME.XXXXXX.fruix-new`, with
+/// a random part of tempfile's length.
+fn is_temporary(n: &str) -> bool {
+    n.strip_prefix('.')
+        .and_then(|r| r.strip_suffix(".fruix-new"))
+        .and_then(|r| r.rsplit_once('.'))
+        .is_some_and(|(name, random)| {
+            !name.is_empty()
+                && random.len() == TEMP_RANDOM_LEN
+                && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes what a killed run left of its temporaries in `dir`, so that
+/// the next activation finishes the interrupted one without leftovers.
+/// Unlinking never follows a link.
+fn sweep_temporaries(dir: &Path) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         r => r?,
@@ -271,13 +309,7 @@ fn sweep_temporaries(dir: &Path, name: &str) -> io::Result<()> {
         let e = e?;
         let n = e.file_name();
         let Some(n) = n.to_str() else { continue };
-        let ours = n
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".fruix-new"))
-            .is_some_and(|r| {
-                r.len() == TEMP_RANDOM_LEN && r.bytes().all(|b| b.is_ascii_alphanumeric())
-            });
-        if ours && !e.file_type()?.is_dir() {
+        if is_temporary(n) && !e.file_type()?.is_dir() {
             match fs::remove_file(e.path()) {
                 Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
                 _ => {}
@@ -391,13 +423,22 @@ mod tests {
         left.sort();
         // The planted link is left alone; no temporary of ours remains.
         assert_eq!(left, [".passwd.fruix-new", "passwd", "shadow"]);
-        // A temporary a killed run left is removed by the next write.
+        // Temporaries a killed run left are removed by the next run's
+        // first write in their directory, whichever file it writes.
         fs::write(g.join("etc/.shadow.Ab3dE9.fruix-new"), "half").unwrap();
+        fs::write(g.join("etc/.ld.so.conf.x1Y2z3.fruix-new"), "half").unwrap();
+        fs::write(g.join("etc/.keep.toolong.fruix-new"), "not ours").unwrap();
+        let r = GuestRoot::new(&g);
         assert!(
             r.write_if_changed("/etc/shadow", b"newer", 0o640, None)
                 .unwrap()
         );
         assert!(!g.join("etc/.shadow.Ab3dE9.fruix-new").exists());
+        assert!(!g.join("etc/.ld.so.conf.x1Y2z3.fruix-new").exists());
+        assert!(g.join("etc/.keep.toolong.fruix-new").exists());
+        assert!(is_temporary(".a.b.Ab3dE9.fruix-new"));
+        assert!(!is_temporary("..Ab3dE9.fruix-new"), "no name");
+        assert!(!is_temporary(".a.Ab3d-9.fruix-new"), "not alphanumeric");
         // The same for links.
         symlink(&outside, g.join(".current.fruix-new")).unwrap();
         assert!(r.symlink_if_changed("/current", "/frx/store/a").unwrap());
