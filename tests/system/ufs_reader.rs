@@ -179,10 +179,20 @@ fn ufs_reader() {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     let decl = freebsd_world::setup(&dir, "shepherd-pid1", "uefi");
-    let agent = std::env::var_os("FRUIX_FREEBSD_AGENT")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| dir.join("agent"));
+    // The linked FreeBSD agent when scripts/test names one; a name that
+    // is no file is an error, not a quiet fall back to the stand-in.
+    let agent = match std::env::var_os("FRUIX_FREEBSD_AGENT") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(
+                p.is_file(),
+                "FRUIX_FREEBSD_AGENT={}: no such file",
+                p.display()
+            );
+            p
+        }
+        None => dir.join("agent"),
+    };
     let store_out = dir.join("out");
     let made = Command::new(fruix())
         .args(["system", "image"])
