@@ -17,8 +17,16 @@
 
 #[path = "faults.rs"]
 mod faults;
+#[path = "../../host-builder/tests/common/freebsd.rs"]
+mod freebsd_world;
+#[path = "helper_guest.rs"]
+mod helper_guest;
 #[path = "support.rs"]
 mod support;
+#[path = "../../host-builder/tests/ufs2/mod.rs"]
+mod ufs2;
+#[path = "ufs_reader.rs"]
+mod ufs_reader;
 
 use std::process::Command;
 

@@ -146,6 +146,17 @@ impl<'a> Ufs<'a> {
         out
     }
 
+    /// Where byte `at` of a file lies, in bytes from the start of the
+    /// file system; None past its end or in a hole. For tests that change
+    /// a file's bytes inside an image.
+    pub fn offset_of(&self, ino: u64, at: u64) -> Option<u64> {
+        if at >= u64le(self.inode(ino), 16) {
+            return None;
+        }
+        let frag = *self.block_addrs(ino).get((at / self.bsize) as usize)?;
+        (frag != 0).then(|| frag * self.fsize + at % self.bsize)
+    }
+
     /// A symbolic link's target.
     pub fn readlink(&self, ino: u64) -> String {
         let i = self.inode(ino);
