@@ -195,8 +195,9 @@ pub fn debugfs(image: &Path, write: bool, cmds: &str) -> String {
 
 /// Boots retried in one run (each a guest kernel that panicked before the
 /// agent reported, `--retries 1` booting again) past which the run fails:
-/// about one boot in thirty panics under QEMU 7.2's TCG; more than two
-/// in a run's nine boots is a kernel or image that panics, which the
+/// with a host thread per vCPU about one boot in thirty panicked under
+/// QEMU 7.2's TCG (now run on one thread: docs/reliability.md); more than
+/// two in a run's ten boots is a kernel or image that panics, which the
 /// retries would otherwise hide.
 pub const RETRIED_BOOTS_BUDGET: u64 = 2;
 
@@ -290,8 +291,9 @@ impl Guest {
         cmd.args(["system", "vm"])
             .arg(image)
             .args(["--firmware", firmware, "--json", "--timeout", "600"])
-            // QEMU 7.2's TCG crashes a guest kernel now and then (about one
-            // boot in thirty here); such a boot is retried once, and says so.
+            // A guest kernel that panics before the agent reports (QEMU
+            // 7.2's TCG did, docs/reliability.md) is booted once more, and
+            // the run counts it.
             .args(["--retries", "1"])
             .args(["--ssh-port", &port.to_string()]);
         for a in append {
