@@ -4,7 +4,7 @@
 //! anything. In dry-run mode the same calls report what they would change
 //! and touch nothing, so the plan and the run are the same code.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -13,16 +13,20 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{ActivationError, At};
 
+/// Per directory, its stale temporaries not yet removed: (target name,
+/// file name).
+type StaleTemporaries = HashMap<PathBuf, Vec<(String, String)>>;
+
 /// The file system a guest is activated into.
 #[derive(Clone, Debug)]
 pub struct GuestRoot {
     root: PathBuf,
     dry_run: bool,
-    /// The directories whose stale temporaries this root (and its clones:
-    /// one activation) has swept already. Swept once each: sweeping at
-    /// every write read the whole directory each time, quadratic in
-    /// `/etc`'s hundreds of entries.
-    swept: Arc<Mutex<HashSet<PathBuf>>>,
+    /// The stale temporaries of each directory this root (and its clones:
+    /// one activation) has written in, listed at its first write there and
+    /// removed name by name: listing the directory at every write was
+    /// quadratic in `/etc`'s hundreds of entries.
+    swept: Arc<Mutex<StaleTemporaries>>,
 }
 
 impl GuestRoot {
@@ -112,7 +116,7 @@ impl GuestRoot {
         }
         let parent = p.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).at(guest, "create parent directory")?;
-        self.sweep_once(parent)
+        self.sweep_for(parent, &file_name(&p))
             .at(guest, "remove stale temporary")?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
@@ -156,7 +160,7 @@ impl GuestRoot {
             // A directory cannot be renamed over; it was not ours to keep.
             fruix_store::root::remove_tree(&p).at(guest, "remove directory")?;
         }
-        self.sweep_once(parent)
+        self.sweep_for(parent, &file_name(&p))
             .at(guest, "remove stale temporary")?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file_name(&p)))
@@ -268,55 +272,65 @@ fn is_already(p: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> b
 const TEMP_RANDOM_LEN: usize = 6;
 
 impl GuestRoot {
-    /// Sweeps `dir`'s stale temporaries ([`sweep_temporaries`]) the first
-    /// time this activation writes there. Later temporaries in it are this
-    /// activation's own, renamed into place or removed when dropped.
-    fn sweep_once(&self, dir: &Path) -> io::Result<()> {
-        let first = self
-            .swept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(dir.to_owned());
-        if first {
-            sweep_temporaries(dir)?;
+    /// Removes the temporaries a killed run left for `name` in `dir`
+    /// (`.NAME.XXXXXX.fruix-new`), so that this write finishes the
+    /// interrupted one without leftovers. The directory is listed once per
+    /// activation ([`stale_temporaries`]); only `name`'s are removed, so
+    /// that another process writing another file there (the early probes
+    /// share a directory) keeps its own in-flight temporary.
+    fn sweep_for(&self, dir: &Path, name: &str) -> io::Result<()> {
+        let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+        if !swept.contains_key(dir) {
+            swept.insert(dir.to_owned(), stale_temporaries(dir)?);
+        }
+        let stale = swept.get_mut(dir).expect("listed above");
+        let (ours, rest): (Vec<_>, Vec<_>) = std::mem::take(stale)
+            .into_iter()
+            .partition(|(n, _)| n == name);
+        *stale = rest;
+        for (_, file) in ours {
+            match fs::remove_file(dir.join(file)) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+                _ => {}
+            }
         }
         Ok(())
     }
 }
 
-/// Whether `n` is one of our temporaries: `.NAME.XXXXXX.fruix-new`, with
-/// a random part of tempfile's length.
-fn is_temporary(n: &str) -> bool {
+/// The target name of one of our temporaries, `.NAME.XXXXXX.fruix-new`
+/// with a random part of tempfile's length; `None` for any other name.
+fn temporary_of(n: &str) -> Option<&str> {
     n.strip_prefix('.')
         .and_then(|r| r.strip_suffix(".fruix-new"))
         .and_then(|r| r.rsplit_once('.'))
-        .is_some_and(|(name, random)| {
+        .filter(|(name, random)| {
             !name.is_empty()
                 && random.len() == TEMP_RANDOM_LEN
                 && random.bytes().all(|b| b.is_ascii_alphanumeric())
         })
+        .map(|(name, _)| name)
 }
 
-/// Removes what a killed run left of its temporaries in `dir`, so that
-/// the next activation finishes the interrupted one without leftovers.
-/// Unlinking never follows a link.
-fn sweep_temporaries(dir: &Path) -> io::Result<()> {
+/// Our temporaries in `dir` that are not directories, as (target name,
+/// file name); empty when `dir` does not exist.
+fn stale_temporaries(dir: &Path) -> io::Result<Vec<(String, String)>> {
     let entries = match fs::read_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(vec![]),
         r => r?,
     };
+    let mut found = Vec::new();
     for e in entries {
         let e = e?;
         let n = e.file_name();
         let Some(n) = n.to_str() else { continue };
-        if is_temporary(n) && !e.file_type()?.is_dir() {
-            match fs::remove_file(e.path()) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
+        if let Some(target) = temporary_of(n)
+            && !e.file_type()?.is_dir()
+        {
+            found.push((target.to_owned(), n.to_owned()));
         }
     }
-    Ok(())
+    Ok(found)
 }
 
 fn file_name(p: &Path) -> String {
@@ -423,8 +437,9 @@ mod tests {
         left.sort();
         // The planted link is left alone; no temporary of ours remains.
         assert_eq!(left, [".passwd.fruix-new", "passwd", "shadow"]);
-        // Temporaries a killed run left are removed by the next run's
-        // first write in their directory, whichever file it writes.
+        // A temporary a killed run left is removed by the next write of
+        // its file; another file's (another process's, in flight) is left
+        // until that file is written.
         fs::write(g.join("etc/.shadow.Ab3dE9.fruix-new"), "half").unwrap();
         fs::write(g.join("etc/.ld.so.conf.x1Y2z3.fruix-new"), "half").unwrap();
         fs::write(g.join("etc/.keep.toolong.fruix-new"), "not ours").unwrap();
@@ -434,11 +449,20 @@ mod tests {
                 .unwrap()
         );
         assert!(!g.join("etc/.shadow.Ab3dE9.fruix-new").exists());
+        assert!(g.join("etc/.ld.so.conf.x1Y2z3.fruix-new").exists());
+        assert!(
+            r.write_if_changed("/etc/ld.so.conf", b"x", 0o644, None)
+                .unwrap()
+        );
         assert!(!g.join("etc/.ld.so.conf.x1Y2z3.fruix-new").exists());
         assert!(g.join("etc/.keep.toolong.fruix-new").exists());
-        assert!(is_temporary(".a.b.Ab3dE9.fruix-new"));
-        assert!(!is_temporary("..Ab3dE9.fruix-new"), "no name");
-        assert!(!is_temporary(".a.Ab3d-9.fruix-new"), "not alphanumeric");
+        assert_eq!(temporary_of(".a.b.Ab3dE9.fruix-new"), Some("a.b"));
+        assert_eq!(temporary_of("..Ab3dE9.fruix-new"), None, "no name");
+        assert_eq!(
+            temporary_of(".a.Ab3d-9.fruix-new"),
+            None,
+            "not alphanumeric"
+        );
         // The same for links.
         symlink(&outside, g.join(".current.fruix-new")).unwrap();
         assert!(r.symlink_if_changed("/current", "/frx/store/a").unwrap());
