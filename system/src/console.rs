@@ -37,6 +37,13 @@ impl LineJoiner {
                 out.push(line[at..].to_owned());
                 out
             }
+            // A line that starts as one of the agent's own does not continue
+            // a cut one: the fragment was something else's (a stamp-like
+            // text in a line, a prompt without a newline), passed on alone,
+            // so that it can never swallow a ready line.
+            None if !self.fragment.is_empty() && starts_agent_line(line) => {
+                vec![std::mem::take(&mut self.fragment), line.to_owned()]
+            }
             None => {
                 let mut whole = std::mem::take(&mut self.fragment);
                 whole.push_str(line);
@@ -44,6 +51,23 @@ impl LineJoiner {
             }
         }
     }
+}
+
+/// Whether `line` starts as the agent's console lines do (its ready and
+/// reason lines, the host key blocks' markers).
+fn starts_agent_line(line: &str) -> bool {
+    use crate::hostkeys::{FINGERPRINTS_BEGIN, FINGERPRINTS_END, KEYS_BEGIN, KEYS_END};
+    use crate::report::{READY_PREFIX, REASON_PREFIX};
+    [
+        READY_PREFIX,
+        REASON_PREFIX,
+        FINGERPRINTS_BEGIN,
+        FINGERPRINTS_END,
+        KEYS_BEGIN,
+        KEYS_END,
+    ]
+    .iter()
+    .any(|m| line.starts_with(m))
 }
 
 /// Where the first kernel time stamp (`[` spaces, seconds, `.`, six
@@ -123,6 +147,32 @@ mod tests {
                 "[    9.000000] third",
                 "fruix-ready: ready_marker=ready x=1",
                 "next",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stamp_inside_a_line_never_swallows_the_agents_next_line() {
+        assert_eq!(
+            join(&[
+                "fruix-reason: probe dmesg: [    3.000000] oops",
+                "fruix-ready: ready_marker=failed x=1",
+            ]),
+            [
+                "[    3.000000] oops",
+                "fruix-reason: probe dmesg: ",
+                "fruix-ready: ready_marker=failed x=1",
+            ]
+        );
+        assert_eq!(
+            join(&[
+                "login: [   21.412345] random: crng init done",
+                "-----BEGIN SSH HOST KEY KEYS-----"
+            ]),
+            [
+                "[   21.412345] random: crng init done",
+                "login: ",
+                "-----BEGIN SSH HOST KEY KEYS-----"
             ]
         );
     }

@@ -276,7 +276,8 @@ impl ConsoleWatch {
                 .trim_end_matches(['\r', '\n'])
                 .to_owned();
             for line in self.lines.push(&line) {
-                if let Some(r) = self.feed(&line) {
+                // A cut between `\r` and `\n` leaves the `\r` inside.
+                if let Some(r) = self.feed(line.trim_end_matches('\r')) {
                     found = Some(r);
                 }
             }
@@ -452,27 +453,31 @@ mod tests {
             "k",
         )
         .unwrap();
-        let mut r = sample();
-        r.reasons.clear();
-        let text = crate::hostkeys::console_block(std::slice::from_ref(&key), "root@guest")
+        let r = sample();
+        let lf = crate::hostkeys::console_block(std::slice::from_ref(&key), "root@guest")
             + &r.console_text();
-        let kernel = "[   21.412345] random: crng init done\n";
+        // A Linux console writes CR LF.
+        let crlf = lf.replace('\n', "\r\n");
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("console.log");
-        for at in 0..=text.len() {
-            let console = format!("boot\n{}{kernel}{}", &text[..at], &text[at..]);
-            std::fs::write(&p, &console).unwrap();
-            let mut w = ConsoleWatch::default();
-            let got = w
-                .poll(&p)
-                .unwrap_or_else(|| panic!("no report, cut at {at}"));
-            assert_eq!(got.fields, r.fields, "cut at {at}");
-            assert_eq!(
-                w.host_keys(),
-                Some(std::slice::from_ref(&key)),
-                "cut at {at}: {:?}",
-                w.host_keys_error()
-            );
+        for (text, eol) in [(&lf, "\n"), (&crlf, "\r\n")] {
+            let kernel = format!("[   21.412345] random: crng init done{eol}");
+            for at in 0..=text.len() {
+                let console = format!("boot{eol}{}{kernel}{}", &text[..at], &text[at..]);
+                std::fs::write(&p, &console).unwrap();
+                let mut w = ConsoleWatch::default();
+                let got = w
+                    .poll(&p)
+                    .unwrap_or_else(|| panic!("no report, cut at {at}"));
+                assert_eq!(got.fields, r.fields, "cut at {at}");
+                assert_eq!(got.reasons, r.reasons, "cut at {at}");
+                assert_eq!(
+                    w.host_keys(),
+                    Some(std::slice::from_ref(&key)),
+                    "cut at {at}: {:?}",
+                    w.host_keys_error()
+                );
+            }
         }
     }
 

@@ -58,7 +58,7 @@ for u in $(roots); do
     mount -t ufs -o ro,ufstype=ufs2 "/dev/$p" "/m/$s"
     r=$?
     echo "FRUIX-HELPER $s mount=$r"
-    [ $r = 0 ] || echo "FRUIX-HELPER $s mount-dmesg=$(dmesg | grep -i ufs | tr '\n' ' ')"
+    [ $r = 0 ] || echo "FRUIX-HELPER $s mount-dmesg=$(dmesg | sed 's/^\[[^]]*\] //' | grep -i ufs | tr '\n' ' ')"
     fruix-agent verify --root "/m/$s/frx" --json >/tmp/out 2>/tmp/err
     echo "FRUIX-HELPER $s verify-exit=$?"
     echo "FRUIX-HELPER $s verify-json=$(cat /tmp/out)"
