@@ -4,7 +4,10 @@
 # that both use, as ../shared/facts/freebsd-typecheck.md measured, made
 # once and kept in CACHE/freebsd-check (CACHE = $FRUIX_CACHE_DIR, else
 # ~/.cache/fruix), with the repository bind-mounted at /work and cargo's
-# target directory kept at /root/target-freebsd inside it. Needs root.
+# target directory in the repository's own target/freebsd (one per
+# checkout: cargo judges freshness by mtimes, and a target directory
+# shared by checkouts mounted at the same path could take one's build
+# for another's). Needs root.
 #
 # Sets: here (the repository), cache, chroot_dir; defines run (a command
 # in the chroot, at /work) and unmounts on exit. Two users of the chroot
@@ -26,10 +29,16 @@ command -v mmdebstrap >/dev/null || {
     apt-get update -qq && apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
 }
 
+# Mounts a killed run left behind: unmounted first, so that nothing is
+# stacked on them and a rebuild of the chroot never deletes through them.
+for m in "$chroot_dir/work" "$chroot_dir/proc"; do
+    while mountpoint -q "$m" 2>/dev/null; do umount "$m" || umount -l "$m"; done
+done
+
 if [ ! -x "$chroot_dir/usr/bin/cargo" ]; then
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
     say "making the trixie chroot with Debian's Rust in $chroot_dir"
-    rm -rf "$chroot_dir"
+    rm -rf --one-file-system "$chroot_dir"
     mmdebstrap --mode=root --variant=apt \
         --include=rustc-web,cargo-web,rust-web-src,rust-web-clippy,ca-certificates \
         trixie "$chroot_dir" "${mirror:-http://deb.debian.org/debian}" >&2
@@ -54,6 +63,6 @@ mount --bind "$here" "$chroot_dir/work"
 # and the kept target directory; extra VAR=VALUE words in $RUN_ENV.
 run() {
     # shellcheck disable=SC2086 # RUN_ENV is a list of VAR=VALUE words
-    chroot "$chroot_dir" env HOME=/root RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=/root/target-freebsd \
+    chroot "$chroot_dir" env HOME=/root RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=/work/target/freebsd \
         PATH=/usr/bin:/bin ${RUN_ENV:-} sh -c "cd /work && $*"
 }

@@ -26,9 +26,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Where Debian's makefs puts the UFS2 superblock (where UFS1's goes;
-/// FreeBSD's newfs puts it at 65536). FreeBSD's `readsuper` takes a UFS2
-/// superblock where its `fs_sblockloc` says; Linux looks at 65536 only.
-/// docs/freebsd.md has what this leaves open.
+/// FreeBSD's newfs puts it at 65536, and current FreeBSD and Linux refuse
+/// a UFS2 superblock anywhere else: docs/freebsd.md, an open fault).
 pub const SBLOCK: u64 = 8192;
 /// `FS_UFS2_MAGIC`.
 const UFS2_MAGIC: u32 = 0x1954_0119;

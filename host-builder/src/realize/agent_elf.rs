@@ -28,8 +28,17 @@ const EM_X86_64: u16 = 62;
 /// Reads the header fields of an ELF file's first bytes; `None` when they
 /// are not ELF (a script is taken as it is).
 fn header(head: &[u8]) -> Option<Header> {
-    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+    if head.len() < 4 || &head[..4] != b"\x7fELF" {
         return None;
+    }
+    if head.len() < 20 {
+        // ELF, but cut before its machine: never an agent. A class of 0
+        // makes `refusal` say so.
+        return Some(Header {
+            class: 0,
+            os_abi: 0,
+            machine: 0,
+        });
     }
     // e_machine is in the file's byte order (EI_DATA: 1 little, 2 big).
     let m = [head[18], head[19]];
@@ -62,10 +71,11 @@ fn machine_name(m: u16) -> String {
 fn refusal(binary: &Path, h: &Header, os: Os) -> Option<String> {
     let at = binary.display();
     if h.class != ELFCLASS64 {
-        return Some(format!(
-            "{at}: the agent is a {}-bit ELF file, the guest is 64-bit x86-64",
-            if h.class == 1 { 32 } else { 0 }
-        ));
+        return Some(match h.class {
+            1 => format!("{at}: the agent is a 32-bit ELF file, the guest is 64-bit x86-64"),
+            0 => format!("{at}: the agent is a truncated ELF file or of ELF class 0"),
+            other => format!("{at}: the agent is an ELF file of unknown class {other}"),
+        });
     }
     if h.machine != EM_X86_64 {
         return Some(format!(
@@ -146,7 +156,14 @@ mod tests {
         assert_eq!(why(&elf(2, 1, 0, 62), Os::Linux), None);
         assert_eq!(why(&elf(2, 1, 3, 62), Os::Linux), None);
         assert_eq!(header(b"#!/bin/sh\necho agent here\n"), None, "a script");
-        assert_eq!(header(&elf(2, 1, 9, 62)[..19]), None, "too short for ELF");
+        assert_eq!(
+            why(&elf(2, 1, 9, 62)[..19], Os::Freebsd).unwrap(),
+            "/a: the agent is a truncated ELF file or of ELF class 0"
+        );
+        assert_eq!(
+            why(&elf(7, 1, 9, 62), Os::Freebsd).unwrap(),
+            "/a: the agent is an ELF file of unknown class 7"
+        );
     }
 
     #[test]
