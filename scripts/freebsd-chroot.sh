@@ -35,6 +35,9 @@ for m in "$chroot_dir/work" "$chroot_dir/proc"; do
     while mountpoint -q "$m" 2>/dev/null; do umount "$m" || umount -l "$m"; done
 done
 
+# The layout before target/freebsd: a shared target directory and output.
+rm -rf --one-file-system "$chroot_dir/root/target-freebsd" "$cache/out"
+
 if [ ! -x "$chroot_dir/usr/bin/cargo" ]; then
     mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
     say "making the trixie chroot with Debian's Rust in $chroot_dir"

@@ -277,7 +277,9 @@ impl GuestRoot {
     /// interrupted one without leftovers. The directory is listed once per
     /// activation ([`stale_temporaries`]); only `name`'s are removed, so
     /// that another process writing another file there (the early probes
-    /// share a directory) keeps its own in-flight temporary.
+    /// share a directory) keeps its own in-flight temporary. A leftover of
+    /// a file that no later activation writes again stays (it is inert:
+    /// a private-named file nobody reads).
     fn sweep_for(&self, dir: &Path, name: &str) -> io::Result<()> {
         let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
         if !swept.contains_key(dir) {
@@ -324,10 +326,15 @@ fn stale_temporaries(dir: &Path) -> io::Result<Vec<(String, String)>> {
         let e = e?;
         let n = e.file_name();
         let Some(n) = n.to_str() else { continue };
-        if let Some(target) = temporary_of(n)
-            && !e.file_type()?.is_dir()
-        {
-            found.push((target.to_owned(), n.to_owned()));
+        let Some(target) = temporary_of(n) else {
+            continue;
+        };
+        // Another process may have renamed its temporary since the listing.
+        match e.file_type() {
+            Ok(t) if t.is_dir() => {}
+            Ok(_) => found.push((target.to_owned(), n.to_owned())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
         }
     }
     Ok(found)

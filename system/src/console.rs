@@ -26,6 +26,20 @@ impl LineJoiner {
     /// completes, in order: a kernel message as a line of its own, a
     /// program line once whole.
     pub fn push(&mut self, line: &str) -> Vec<String> {
+        // A line that starts as one of the agent's own does not continue
+        // a cut one, cut itself or not: the fragment was something else's
+        // (a stamp-like text in a line, a prompt without a newline),
+        // passed on alone, so that it can never swallow a ready line.
+        let mut out = Vec::new();
+        if !self.fragment.is_empty() && kernel_stamp(line) != Some(0) && starts_agent_line(line) {
+            out.push(std::mem::take(&mut self.fragment));
+        }
+        out.extend(self.join(line));
+        out
+    }
+
+    /// [`push`](Self::push) without the agent-line rule.
+    fn join(&mut self, line: &str) -> Vec<String> {
         match kernel_stamp(line) {
             Some(0) => vec![line.to_owned()],
             Some(at) => {
@@ -36,13 +50,6 @@ impl LineJoiner {
                 }
                 out.push(line[at..].to_owned());
                 out
-            }
-            // A line that starts as one of the agent's own does not continue
-            // a cut one: the fragment was something else's (a stamp-like
-            // text in a line, a prompt without a newline), passed on alone,
-            // so that it can never swallow a ready line.
-            None if !self.fragment.is_empty() && starts_agent_line(line) => {
-                vec![std::mem::take(&mut self.fragment), line.to_owned()]
             }
             None => {
                 let mut whole = std::mem::take(&mut self.fragment);
@@ -161,6 +168,20 @@ mod tests {
             [
                 "[    3.000000] oops",
                 "fruix-reason: probe dmesg: ",
+                "fruix-ready: ready_marker=failed x=1",
+            ]
+        );
+        // The agent's line cut itself.
+        assert_eq!(
+            join(&[
+                "fruix-reason: probe dmesg: [    3.000000] oops",
+                "fruix-ready: ready_marker=fai[   21.412345] random: crng init done",
+                "led x=1",
+            ]),
+            [
+                "[    3.000000] oops",
+                "fruix-reason: probe dmesg: ",
+                "[   21.412345] random: crng init done",
                 "fruix-ready: ready_marker=failed x=1",
             ]
         );
