@@ -9,6 +9,12 @@
 //! missed, and with it the host keys to pin). [`LineJoiner`] takes the
 //! kernel's message out and puts the two halves together again.
 
+/// The console line the agent prints once per final outcome (defined
+/// here, where console lines are read, and re-exported by `report`).
+pub const READY_PREFIX: &str = "fruix-ready: ";
+/// The console lines before it that say why.
+pub const REASON_PREFIX: &str = "fruix-reason: ";
+
 /// Rejoins program lines that kernel messages split; see the module doc.
 #[derive(Debug, Default)]
 pub struct LineJoiner {
@@ -64,7 +70,6 @@ impl LineJoiner {
 /// reason lines, the host key blocks' markers).
 fn starts_agent_line(line: &str) -> bool {
     use crate::hostkeys::{FINGERPRINTS_BEGIN, FINGERPRINTS_END, KEYS_BEGIN, KEYS_END};
-    use crate::report::{READY_PREFIX, REASON_PREFIX};
     [
         READY_PREFIX,
         REASON_PREFIX,

@@ -16,10 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::FormatError;
 
-/// The console line the agent prints once per final outcome.
-pub const READY_PREFIX: &str = "fruix-ready: ";
-/// The console lines before it that say why.
-pub const REASON_PREFIX: &str = "fruix-reason: ";
+pub use crate::console::{READY_PREFIX, REASON_PREFIX};
 /// How many reasons go to the console before the ready line; the rest are
 /// in the status report.
 pub const CONSOLE_REASONS: usize = 10;
