@@ -24,7 +24,7 @@ use std::process::{Command, Output};
 use ufs2::{S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Ufs};
 
 use common::fruix;
-use freebsd_world::{pattern, setup, write};
+use freebsd_world::{partitions, pattern, setup, write};
 
 fn image(decl: &Path, out: &Path, agent: &Path) -> Output {
     fruix(&[
@@ -49,31 +49,6 @@ fn image_ok(decl: &Path, out: &Path, agent: &Path) -> serde_json::Value {
         String::from_utf8_lossy(&o.stderr)
     );
     serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// The partitions of a raw image, from `sfdisk --json`: (type, start, size)
-/// in bytes.
-fn partitions(raw: &Path) -> Vec<(String, u64, u64, String)> {
-    let o = Command::new("sfdisk")
-        .arg("--json")
-        .arg(raw)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["type"].as_str().unwrap().to_owned(),
-                p["start"].as_u64().unwrap() * 512,
-                p["size"].as_u64().unwrap() * 512,
-                p["name"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .collect()
 }
 
 /// The name of the item in `OUT/frx/store` whose name ends with `suffix`.

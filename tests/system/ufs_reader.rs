@@ -70,25 +70,13 @@ echo "FRUIX-HELPER - done"
 poweroff -f
 "#;
 
-/// The root partition of a raw image, from `sfdisk --json`: its offset
-/// and size in bytes.
+/// The root partition of a raw image: its offset and size in bytes.
 fn root_partition(raw: &Path) -> (u64, u64) {
-    let o = Command::new("sfdisk")
-        .arg("--json")
-        .arg(raw)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let parts = v["partitiontable"]["partitions"].as_array().unwrap();
-    let p = parts
-        .iter()
-        .find(|p| p["name"] == "fruix-root")
-        .unwrap_or_else(|| panic!("no partition fruix-root in {}", raw.display()));
-    (
-        p["start"].as_u64().unwrap() * 512,
-        p["size"].as_u64().unwrap() * 512,
-    )
+    freebsd_world::partitions(raw)
+        .into_iter()
+        .find(|(_, _, _, name)| name == "fruix-root")
+        .map(|(_, start, size, _)| (start, size))
+        .unwrap_or_else(|| panic!("no partition fruix-root in {}", raw.display()))
 }
 
 /// Where Linux reads a UFS2 superblock, and how much of it.

@@ -8,6 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Writes `bytes` at `p` with `mode`, making its parents.
 pub fn write(p: &Path, bytes: &[u8], mode: u32) {
@@ -91,4 +92,29 @@ firmware = "{firmware}"
         0o644,
     );
     decl
+}
+
+/// The partitions of a raw image, from `sfdisk --json`: (type, start, size)
+/// in bytes, and GPT name.
+pub fn partitions(raw: &Path) -> Vec<(String, u64, u64, String)> {
+    let o = Command::new("sfdisk")
+        .arg("--json")
+        .arg(raw)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["type"].as_str().unwrap().to_owned(),
+                p["start"].as_u64().unwrap() * 512,
+                p["size"].as_u64().unwrap() * 512,
+                p["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
 }
