@@ -25,11 +25,17 @@ pub struct ActivateOptions {
     /// Make missing SSH host keys. Off when an image is pre-activated on
     /// the host: every guest makes its own keys at first boot.
     pub host_keys: bool,
+    /// Make this generation number current again (a rollback) instead of
+    /// a new one for a system that is not the newest.
+    pub generation: Option<u64>,
 }
 
 impl Default for ActivateOptions {
     fn default() -> Self {
-        ActivateOptions { host_keys: true }
+        ActivateOptions {
+            host_keys: true,
+            generation: None,
+        }
     }
 }
 
@@ -96,7 +102,7 @@ pub fn activate_with(
     });
     let mut generation = None;
     step(&mut ledger, "generation", &mut || {
-        let (n, changes) = switch_generation(root, system)?;
+        let (n, changes) = switch_generation(root, system, opts.generation)?;
         generation = Some(n);
         Ok(changes)
     });

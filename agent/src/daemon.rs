@@ -43,6 +43,13 @@ pub struct Options {
     pub root: GuestRoot,
     /// The system item's guest path.
     pub system: String,
+    /// Check what `/frx/var/current-system` names at each round instead
+    /// of `system` once it exists: after a live switch the daemon checks
+    /// the new system (`fruix-agent run` without `--system`).
+    pub follow_current: bool,
+    /// The system the boot line names: the boot line's digest is checked
+    /// only against it.
+    pub boot_system: Option<String>,
     /// Inputs of each round of checks.
     pub inputs: RoundInputs,
     /// The console device for the ready line, if any.
@@ -93,18 +100,45 @@ pub fn run(opts: &Options) -> io::Result<()> {
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
 
-    let view = SystemView::load(&opts.root, &opts.system);
-    let (facts, gate, planned) = match &view {
-        Ok(v) => (round::facts(v), v.config.gate.clone(), round::planned(v)),
-        Err(_) => (
-            Facts {
-                system: opts.system.clone(),
-                ..Facts::default()
-            },
-            vec!["system".into()],
-            vec![],
-        ),
+    // Written before anything else, so that a switch can ask for a new
+    // round (SIGHUP) as soon as the daemon listens.
+    let _ = opts.root.write_if_changed(
+        crate::switch::notify::DAEMON_PID,
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+        None,
+    );
+    // A switch left unfinished with nobody finishing it (a worker killed,
+    // a power cut): rolled back by a worker of its own.
+    if crate::switch::needs_recovery(&opts.root)
+        && let Ok(exe) = std::env::current_exe()
+    {
+        let args = vec![
+            "switch".to_owned(),
+            "--recover".to_owned(),
+            "--root".to_owned(),
+            opts.root.as_path().display().to_string(),
+        ];
+        if let Err(e) = crate::switch::spawn_worker(&opts.root, &exe, &args) {
+            eprintln!("fruix-agent: cannot finish the interrupted switch: {e}");
+        }
+    }
+    let load = |system: &str| {
+        let view = SystemView::load(&opts.root, system);
+        let (facts, gate, planned) = match &view {
+            Ok(v) => (round::facts(v), v.config.gate.clone(), round::planned(v)),
+            Err(_) => (
+                Facts {
+                    system: system.to_owned(),
+                    ..Facts::default()
+                },
+                vec!["system".into()],
+                vec![],
+            ),
+        };
+        (view, facts, gate, planned)
     };
+    let (mut view, facts, gate, mut planned) = load(&opts.system);
     let mut state = State {
         facts,
         gate,
@@ -114,19 +148,25 @@ pub fn run(opts: &Options) -> io::Result<()> {
         report: report::build(&Facts::default(), &[], &[]),
     };
     let (tx, rx) = mpsc::channel::<(u64, Check)>();
-    let start_round = |state: &mut State| {
+    let mut start_round = |state: &mut State| {
+        if opts.follow_current
+            && let Ok(current) = crate::switch::current_system(&opts.root)
+            && view.as_ref().map_or(true, |v| v.guest_path != current)
+        {
+            let (v, facts, gate, p) = load(&current);
+            (view, state.facts, state.gate, planned) = (v, facts, gate, p);
+        }
         state.round += 1;
         state.checks = planned.iter().map(|n| Check::pending(n)).collect();
         state.facts.ready_ms = None;
+        crate::switch::facts(&opts.root, &mut state.facts);
         match &view {
             Ok(v) => {
-                let (v, tx, waker, inputs, round) = (
-                    v.clone(),
-                    tx.clone(),
-                    waker.clone(),
-                    opts.inputs.clone(),
-                    state.round,
-                );
+                let mut inputs = opts.inputs.clone();
+                if opts.boot_system.as_deref() != Some(v.guest_path.as_str()) {
+                    inputs.boot_digest = None;
+                }
+                let (v, tx, waker, round) = (v.clone(), tx.clone(), waker.clone(), state.round);
                 thread::spawn(move || {
                     let t = Instant::now();
                     round::run(&v, &inputs, &|c| {

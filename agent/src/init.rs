@@ -195,7 +195,10 @@ fn prepare(root: &GuestRoot, system: Option<String>, console: &dyn Fn(&str)) -> 
                 root,
                 system,
                 platform_impl.as_ref(),
-                fruix_activation::ActivateOptions { host_keys: false },
+                fruix_activation::ActivateOptions {
+                    host_keys: false,
+                    ..Default::default()
+                },
             );
             // Read once: for the early probes now, for Shepherd below.
             let view = SystemView::load(root, system);

@@ -13,5 +13,7 @@ pub mod markers;
 pub mod platform;
 pub mod report;
 pub mod round;
+pub mod shepherd_ctl;
 pub mod socket;
+pub mod switch;
 pub mod system;

@@ -42,8 +42,8 @@ enum Command {
     /// The daemon: verify the store, run the readiness checks, write the
     /// ready markers, answer status; re-check on SIGHUP, end on SIGTERM.
     Run {
-        /// The system item [default: fruix.system= on the boot line, else
-        /// /run/current-system].
+        /// The system item [default: the current system, followed through
+        /// live switches; else fruix.system= on the boot line].
         #[arg(long, value_name = "PATH")]
         system: Option<String>,
         /// The guest's root (a directory, for tests).
@@ -96,6 +96,38 @@ enum Command {
         /// asks of the probes it starts early).
         #[arg(long)]
         record: bool,
+    },
+    /// Switch the running guest to a system item already in its store:
+    /// activation of a new generation, services brought in line, its
+    /// readiness checked; rolled back when not ready within the confirm
+    /// timeout. Runs detached from the caller and follows it. Exit 0
+    /// committed, 1 rolled back, 2 error or failed.
+    Switch {
+        /// The system item (/frx/store/NAME).
+        #[arg(value_name = "SYSTEM", required_unless_present_any = ["follow", "recover"])]
+        system: Option<String>,
+        /// Seconds the new generation has to become ready.
+        #[arg(long, default_value_t = 120, value_name = "S")]
+        confirm_timeout: u64,
+        /// Print what the switch would change; change nothing.
+        #[arg(long, conflicts_with_all = ["follow", "recover"])]
+        dry_run: bool,
+        /// Follow the switch with this id (after a lost connection).
+        #[arg(long, value_name = "ID", conflicts_with = "recover")]
+        follow: Option<String>,
+        /// Roll back a switch left unfinished (what the daemon's start does).
+        #[arg(long)]
+        recover: bool,
+        /// Print the switch's final state as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The guest's root (a directory, for tests).
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Run the switch in this process (what the detached worker is
+        /// started with).
+        #[arg(long, value_name = "ID", hide = true)]
+        worker: Option<String>,
     },
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
@@ -220,7 +252,16 @@ fn run_daemon(
     sshd_wait: u64,
 ) -> Result<bool> {
     let root = GuestRoot::new(root);
-    let system = system_arg(system, &root)?;
+    // Without --system the daemon checks the current system, and follows
+    // it through live switches.
+    let follow_current = system.is_none();
+    let system = match system {
+        Some(s) => checked_system(s)?,
+        None => match fruix_agent::switch::current_system(&root) {
+            Ok(s) => s,
+            Err(_) => system_arg(None, &root)?,
+        },
+    };
     let opts = fruix_agent::daemon::Options {
         inputs: fruix_agent::round::RoundInputs {
             boot_digest: platform::boot_arg(platform::DIGEST_KEY),
@@ -231,6 +272,8 @@ fn run_daemon(
         console: (!console.is_empty()).then_some(console),
         root,
         system,
+        follow_current,
+        boot_system: platform::boot_arg(platform::SYSTEM_KEY),
     };
     fruix_agent::daemon::run(&opts).context("fruix-agent run")?;
     Ok(true)
@@ -273,6 +316,123 @@ fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> R
         writeln!(out, "reason={r}")?;
     }
     Ok(check.status == fruix_agent::checks::CheckStatus::Ok)
+}
+
+/// The arguments of `fruix-agent switch`.
+struct SwitchArgs {
+    system: Option<String>,
+    confirm_timeout: u64,
+    dry_run: bool,
+    follow: Option<String>,
+    recover: bool,
+    json: bool,
+    root: PathBuf,
+    worker: Option<String>,
+}
+
+fn switch(a: SwitchArgs) -> Result<bool> {
+    use fruix_agent::switch;
+    let root = GuestRoot::new(&a.root);
+    let timeout = std::time::Duration::from_secs(a.confirm_timeout.min(86_400));
+    let mut out = std::io::stdout().lock();
+    let end = if a.recover {
+        match switch::recover(&root)? {
+            Some(s) => s,
+            None => {
+                writeln!(out, "no unfinished switch")?;
+                return Ok(true);
+            }
+        }
+    } else if let Some(id) = a.worker {
+        let system = checked_system(a.system.context("--worker needs SYSTEM")?)?;
+        switch::run_worker(&root, &id, &system, timeout)?
+    } else if let Some(id) = a.follow {
+        let json = a.json;
+        switch::follow(&root, &id, None, &mut |e| print_event(json, e))?
+    } else {
+        let system = checked_system(a.system.context("SYSTEM is required")?)?;
+        // Refused here, before anything starts: a system that is not whole
+        // in the store.
+        fruix_agent::system::SystemView::load(&root, &system)?;
+        if a.dry_run {
+            let p = switch::dry_run::preview(&root, &system)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&p)?)?;
+            } else {
+                writeln!(out, "switch {} -> {}", p.from, p.to)?;
+                for (step, c) in &p.activation {
+                    writeln!(out, "would: {step}: {c}")?;
+                }
+                for (verb, names) in [
+                    ("start", &p.services.start),
+                    ("stop", &p.services.stop),
+                    ("restart", &p.services.restart),
+                ] {
+                    for n in names {
+                        writeln!(out, "would {verb} service {n}")?;
+                    }
+                }
+            }
+            return Ok(true);
+        }
+        let id = switch::new_id();
+        let exe = std::env::current_exe().context("the agent's own path")?;
+        let mut args = vec![
+            "switch".to_owned(),
+            "--worker".to_owned(),
+            id.clone(),
+            "--confirm-timeout".to_owned(),
+            a.confirm_timeout.to_string(),
+            "--root".to_owned(),
+            a.root.display().to_string(),
+        ];
+        args.push(system);
+        let mut child = switch::spawn_worker(&root, &exe, &args)?;
+        if !a.json {
+            writeln!(out, "switch {id} started")?;
+        }
+        let json = a.json;
+        switch::follow(&root, &id, Some(&mut child), &mut |e| print_event(json, e))?
+    };
+    if a.json {
+        writeln!(
+            out,
+            "{}",
+            String::from_utf8_lossy(&end.to_json()).trim_end()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "switch {} {}: generation {}{}",
+            end.id,
+            end.phase.as_str(),
+            end.generation.map_or("none".into(), |g| g.to_string()),
+            end.reason
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        )?;
+    }
+    match switch::exit_code(&end) {
+        0 => Ok(true),
+        1 => Ok(false),
+        _ => bail!(
+            "switch {} failed: {}",
+            end.id,
+            end.reason.as_deref().unwrap_or("no reason recorded")
+        ),
+    }
+}
+
+/// One progress line of a followed switch: on stdout, or on stderr when
+/// stdout carries the JSON.
+fn print_event(json: bool, e: &fruix_system::switch::Event) {
+    let line = format!("[{:>6} ms] {}: {}", e.ms, e.phase.as_str(), e.message);
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }
 
 fn init(system: Option<String>) -> Result<bool> {
@@ -337,6 +497,25 @@ fn main() -> ExitCode {
             root,
             record,
         } => probe(name, system, root, record),
+        Command::Switch {
+            system,
+            confirm_timeout,
+            dry_run,
+            follow,
+            recover,
+            json,
+            root,
+            worker,
+        } => switch(SwitchArgs {
+            system,
+            confirm_timeout,
+            dry_run,
+            follow,
+            recover,
+            json,
+            root,
+            worker,
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

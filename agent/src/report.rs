@@ -24,6 +24,13 @@ pub struct Facts {
     pub runtime_store: String,
     /// Milliseconds from boot (or agent start) to the final outcome.
     pub ready_ms: Option<u64>,
+    /// The current generation's number.
+    pub generation: Option<u64>,
+    /// The last live switch: `none`, `in-progress`, `committed`,
+    /// `rolled-back`, `failed`.
+    pub switch: String,
+    /// Why the last switch rolled back or failed.
+    pub switch_reason: Option<String>,
     /// The SSH host keys' fingerprints by report key
     /// (`ssh_host_key_ed25519`), for each of the types activation makes.
     pub host_keys: Vec<(String, String)>,
@@ -97,6 +104,22 @@ pub fn build(facts: &Facts, checks: &[Check], gate: &[String]) -> Report {
         let fp = facts.host_keys.iter().find(|(k, _)| *k == key);
         fields.push((key, fp.map_or("none".into(), |(_, f)| f.clone())));
     }
+    fields.push((
+        "generation".into(),
+        facts.generation.map_or("none".into(), |g| g.to_string()),
+    ));
+    fields.push((
+        "switch".into(),
+        if facts.switch.is_empty() {
+            "none".into()
+        } else {
+            facts.switch.clone()
+        },
+    ));
+    fields.push((
+        "switch_reason".into(),
+        facts.switch_reason.clone().unwrap_or_else(|| "none".into()),
+    ));
     fields.push((
         "ready_ms".into(),
         facts.ready_ms.map_or("none".into(), |m| m.to_string()),
@@ -200,6 +223,9 @@ mod tests {
                 "activation",
                 "ssh_host_key_ed25519",
                 "ssh_host_key_ecdsa",
+                "generation",
+                "switch",
+                "switch_reason",
                 "ready_ms",
                 "extra_probe"
             ]
@@ -229,6 +255,9 @@ mod tests {
             host_base_store_count: 1,
             runtime_store: "rt".into(),
             ready_ms: Some(5123),
+            generation: Some(2),
+            switch: "rolled-back".into(),
+            switch_reason: Some("not ready: web: service web: tcp 127.0.0.1:8081 refused".into()),
             host_keys: vec![(
                 "ssh_host_key_ed25519".into(),
                 "SHA256:3GG+7T8TFHpUGjaC2RPRGJbv9TE+moNWGxySnNXfNZI".into(),

@@ -74,6 +74,10 @@ pub fn facts(view: &SystemView) -> Facts {
         host_base_store_count: host,
         runtime_store: view.config.runtime.clone(),
         ready_ms: None,
+        // Read by the daemon at each round (`switch::facts`).
+        generation: None,
+        switch: "none".into(),
+        switch_reason: None,
         host_keys: crate::hostkeys::fingerprints(&crate::hostkeys::read(&view.root)),
     }
 }

@@ -15,6 +15,7 @@
 //!   cut into them;
 //! - [`ledger`]: the activation ledger (`/run/fruix/activation.json`),
 //!   written by activation, read by the agent's activation check.
+//! - [`switch`]: the state of a live switch (`/frx/var/fruix/switch.json`).
 
 pub mod closure;
 pub mod config;
@@ -23,6 +24,7 @@ mod error;
 pub mod hostkeys;
 pub mod ledger;
 pub mod report;
+pub mod switch;
 
 pub use closure::{ClosureEntry, Origin, Role};
 pub use config::{

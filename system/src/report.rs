@@ -130,7 +130,7 @@ impl Report {
         let fields: Vec<String> = self
             .fields
             .iter()
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{k}={}", console_escape(v)))
             .collect();
         format!("{READY_PREFIX}{}", fields.join(" "))
     }
@@ -304,7 +304,7 @@ impl ConsoleWatch {
         let fields: Vec<(String, String)> = line[i + READY_PREFIX.len()..]
             .split_whitespace()
             .filter_map(|w| w.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.to_owned(), console_unescape(v)))
             .collect();
         Some(Report {
             outcome: outcome_of(&fields).unwrap_or(Outcome::Failed),
@@ -329,6 +329,17 @@ impl ConsoleWatch {
     pub fn host_keys_error(&self) -> Option<&str> {
         self.host_keys.error()
     }
+}
+
+/// A value on the ready line, whose fields are split at spaces: `%` and
+/// space as `%25` and `%20` (a switch's reason has spaces).
+fn console_escape(v: &str) -> String {
+    v.replace('%', "%25").replace(' ', "%20")
+}
+
+/// The value [`console_escape`] wrote.
+fn console_unescape(v: &str) -> String {
+    v.replace("%20", " ").replace("%25", "%")
 }
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ fn boot_to_ready(example: &str, firmware: &str) {
         ("native_runtime_ready", "ok"),
         ("store_verify", "ok"),
         ("activation", "ok"),
+        ("generation", "1"),
+        ("switch", "none"),
+        ("switch_reason", "none"),
         (
             "boot_mode",
             if pid1 { "shepherd-pid1" } else { "rc-shepherd" },

@@ -340,11 +340,13 @@ pub fn remove_compat_shims(root: &GuestRoot) -> Result<Vec<String>, ActivationEr
 }
 
 /// Makes `system` the current generation: a new numbered link when it is
-/// not already the newest, then the profile link and the current-system
-/// links, each renamed into place.
+/// not already the newest (or generation `back`, an existing one, again:
+/// a rollback), then the profile link and the current-system links, each
+/// renamed into place.
 pub fn switch_generation(
     root: &GuestRoot,
     system: &str,
+    back: Option<u64>,
 ) -> Result<(u64, Vec<String>), ActivationError> {
     let profiles = "/frx/var/profiles";
     let mut newest: Option<(u64, String)> = None;
@@ -363,10 +365,11 @@ pub fn switch_generation(
             }
         }
     }
-    let n = match newest {
-        Some((n, t)) if t == system => n,
-        Some((n, _)) => n + 1,
-        None => 1,
+    let n = match (back, newest) {
+        (Some(b), _) => b,
+        (None, Some((n, t))) if t == system => n,
+        (None, Some((n, _))) => n + 1,
+        (None, None) => 1,
     };
     let mut changes = Vec::new();
     let links = [

@@ -19,7 +19,7 @@ pub const SOCKETS: &[&str] = &["/var/run/shepherd/socket", "/run/shepherd/socket
 
 /// An s-expression, as much of one as Shepherd's replies need.
 #[derive(Clone, Debug, PartialEq)]
-enum Sexp {
+pub(crate) enum Sexp {
     List(Vec<Sexp>),
     Atom(String),
     Str(String),
@@ -27,7 +27,7 @@ enum Sexp {
 
 impl Sexp {
     /// `(key value...)` inside a list: the values after `key`.
-    fn field(&self, key: &str) -> Option<&[Sexp]> {
+    pub(crate) fn field(&self, key: &str) -> Option<&[Sexp]> {
         let Sexp::List(items) = self else { return None };
         items.iter().find_map(|i| match i {
             Sexp::List(kv) if matches!(kv.first(), Some(Sexp::Atom(k)) if k == key) => {
@@ -37,7 +37,7 @@ impl Sexp {
         })
     }
 
-    fn atom(&self) -> Option<&str> {
+    pub(crate) fn atom(&self) -> Option<&str> {
         match self {
             Sexp::Atom(a) => Some(a),
             _ => None,
@@ -54,7 +54,7 @@ pub const MAX_REPLY: usize = 1 << 20;
 
 /// Why a reply does not parse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ParseError {
+pub(crate) enum ParseError {
     /// It ends before the s-expression does (more may come).
     Incomplete,
     /// It cannot become one.
@@ -64,7 +64,7 @@ enum ParseError {
 }
 
 /// Parses one s-expression from the start of `text`.
-fn parse(text: &str) -> Result<Sexp, ParseError> {
+pub(crate) fn parse(text: &str) -> Result<Sexp, ParseError> {
     use ParseError::{Incomplete, Invalid, TooDeep};
     fn value(c: &[char], i: &mut usize, depth: usize) -> Result<Sexp, ParseError> {
         while *i < c.len() && c[*i].is_whitespace() {
@@ -220,18 +220,29 @@ pub fn running_from_reply(reply: &str) -> Result<Vec<String>, ShepherdError> {
 
 /// Asks the Shepherd listening on `socket` for the status of its services.
 pub fn ask_socket(socket: &Path) -> Result<Vec<String>, ShepherdError> {
+    let reply = exchange(
+        socket,
+        b"(shepherd-command (version 0) (action status) (service root) (arguments ()) (directory \"/\"))\n",
+        Duration::from_secs(5),
+    )?;
+    running_from_reply(&reply)
+}
+
+/// Sends one command line to the Shepherd listening on `socket` and reads
+/// its reply, waiting at most `timeout` for each read and write.
+pub(crate) fn exchange(
+    socket: &Path,
+    command: &[u8],
+    timeout: Duration,
+) -> Result<String, ShepherdError> {
     let io = |source| ShepherdError::Socket {
         path: socket.to_owned(),
         source,
     };
     let mut s = UnixStream::connect(socket).map_err(io)?;
-    let timeout = Some(Duration::from_secs(5));
-    let _ = s.set_read_timeout(timeout);
-    let _ = s.set_write_timeout(timeout);
-    s.write_all(
-        b"(shepherd-command (version 0) (action status) (service root) (arguments ()) (directory \"/\"))\n",
-    )
-    .map_err(io)?;
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    s.write_all(command).map_err(io)?;
     // Shepherd closes the connection after its reply; read until the
     // s-expression is complete (or cannot become one), in case it does
     // not, and no further than MAX_REPLY.
@@ -247,7 +258,7 @@ pub fn ask_socket(socket: &Path) -> Result<Vec<String>, ShepherdError> {
             break;
         }
     }
-    running_from_reply(&String::from_utf8_lossy(&buf))
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// The services `herd status` lists as started, as it prints them in

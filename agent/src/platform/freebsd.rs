@@ -67,3 +67,7 @@ pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
     }
     Ok(uid)
 }
+
+/// How a switch restarts the agent's daemon in rc-shepherd mode: its rc.d
+/// script, which the new system's `/etc` now holds.
+pub const RC_AGENT_RESTART: &[&str] = &["/etc/rc.d/fruix_agent", "restart"];

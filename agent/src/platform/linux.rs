@@ -92,3 +92,7 @@ pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
     }
     Ok(cred.uid)
 }
+
+/// How a switch restarts the agent's daemon in rc-shepherd mode: its LSB
+/// script, which the new system's `/etc` now holds.
+pub const RC_AGENT_RESTART: &[&str] = &["/etc/init.d/fruix-agent", "restart"];

@@ -133,7 +133,10 @@ pub fn stage(dir: &Path, input: &StageInput<'_>) -> Result<(), BuildError> {
                 &guest,
                 &system,
                 platform.as_ref(),
-                ActivateOptions { host_keys: false },
+                ActivateOptions {
+                    host_keys: false,
+                    ..Default::default()
+                },
             );
             if let Some(step) = ledger.steps.iter().find(|s| s.error.is_some()) {
                 return Err(BuildError::Input(format!(

@@ -1,0 +1,416 @@
+//! The switch itself, step by step: activation of the new system
+//! (generation N+1), Shepherd's services brought in line, the new
+//! generation's readiness round; committed when ready within the confirm
+//! timeout, else rolled back by a full activation of generation N, its
+//! services brought back and its readiness checked again. The state is
+//! saved after every step, so that a switch killed anywhere is finished
+//! (rolled back) by the next agent start.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fruix_activation::{ActivateOptions, GuestRoot};
+use fruix_system::switch::{Phase, ServicePlan, SwitchState};
+
+use super::plan::{SERVICES_DIR, plan, service_files};
+use super::{SwitchError, generation_of, notify, state};
+use crate::checks::{Check, CheckStatus};
+use crate::report::{self, Outcome};
+use crate::round::{self, RoundInputs};
+use crate::shepherd_ctl::Control;
+use crate::system::SystemView;
+
+/// A switch in progress: its state and the clock of its events.
+struct Run<'a> {
+    root: &'a GuestRoot,
+    state: SwitchState,
+    t0: Instant,
+}
+
+impl Run<'_> {
+    fn ms(&self) -> u64 {
+        u64::try_from(self.t0.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a progress line (also on stderr, the switch's log).
+    fn event(&mut self, msg: impl Into<String>) {
+        let msg = msg.into();
+        eprintln!("fruix-agent switch {}: {msg}", self.state.id);
+        let ms = self.ms();
+        self.state.event(ms, msg);
+    }
+
+    fn enter(&mut self, phase: Phase) -> Result<(), SwitchError> {
+        self.state.phase = phase;
+        self.save()
+    }
+
+    fn save(&self) -> Result<(), SwitchError> {
+        state::save(self.root, &self.state)
+    }
+}
+
+/// Runs a switch to `to` under the switch lock, which the caller holds.
+/// A switch of the last run that never ended is rolled back first.
+pub fn run(
+    root: &GuestRoot,
+    id: &str,
+    to: &str,
+    confirm_timeout: Duration,
+) -> Result<SwitchState, SwitchError> {
+    if let Some(prev) = state::load(root)?
+        && !prev.phase.is_final()
+    {
+        recover_locked(root, prev)?;
+    }
+    let from = super::current_system(root)?;
+    let from_generation = generation_of(root).unwrap_or(0);
+    let mut run = Run {
+        root,
+        t0: Instant::now(),
+        state: SwitchState {
+            id: id.to_owned(),
+            from: from.clone(),
+            from_generation,
+            to: to.to_owned(),
+            generation: None,
+            phase: Phase::Starting,
+            confirm_timeout_s: confirm_timeout.as_secs(),
+            started: super::now_s(),
+            reason: None,
+            failed_checks: Vec::new(),
+            services: ServicePlan::default(),
+            outcome: None,
+            events: Vec::new(),
+        },
+    };
+    run.event(format!(
+        "switching from {from} (generation {from_generation}) to {to}"
+    ));
+    run.save()?;
+    if from == to {
+        run.state.generation = Some(from_generation);
+        run.event("already the current system: nothing to change");
+        run.state.outcome = Some("unchanged".into());
+        run.enter(Phase::Committed)?;
+        return Ok(run.state);
+    }
+    let old_view = SystemView::load(root, &from)?;
+    let new_view = SystemView::load(root, to)?;
+
+    // Activation of the new system: generation N+1.
+    run.enter(Phase::Activating)?;
+    let platform = fruix_activation::platform::native();
+    let ledger =
+        fruix_activation::activate_with(root, to, platform.as_ref(), ActivateOptions::default());
+    run.state.generation = ledger.generation;
+    let failed: Vec<String> = ledger
+        .steps
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.step)))
+        .collect();
+    if !failed.is_empty() {
+        run.state.failed_checks = failed.clone();
+        run.event(format!("activation failed: {}", failed.join("; ")));
+        return rollback(run, format!("activation failed: {}", failed[0]));
+    }
+    run.event(format!(
+        "activated generation {}",
+        ledger.generation.unwrap_or(0)
+    ));
+    super::generations_set(root, ledger.generation, super::GenState::Trying);
+
+    // Shepherd brought in line.
+    run.enter(Phase::Services)?;
+    let services = (|| {
+        Ok::<_, SwitchError>((
+            service_files(&root.path(&from))?,
+            service_files(&root.path(to))?,
+        ))
+    })();
+    let (old_files, new_files) = match services {
+        Ok(v) => v,
+        Err(e) => return rollback(run, e.to_string()),
+    };
+    let p = plan(&old_files, &new_files);
+    run.state.services = p.clone();
+    run.save()?;
+    if let Err(e) = apply(&mut run, &p, to, &new_files) {
+        return rollback(run, format!("services: {e}"));
+    }
+    notify::follow_switch(root, &old_view, &new_view, &p);
+
+    // The new generation's readiness.
+    run.enter(Phase::Checking)?;
+    let (outcome, checks) = readiness(&new_view, confirm_timeout);
+    run.state.outcome = Some(outcome.as_str().to_owned());
+    if matches!(outcome, Outcome::Ready | Outcome::Degraded) {
+        run.event(format!(
+            "generation {} is {}",
+            ledger.generation.unwrap_or(0),
+            outcome.as_str()
+        ));
+        super::generations_set(root, ledger.generation, super::GenState::Committed);
+        run.enter(Phase::Committed)?;
+        notify::recheck(root);
+        return Ok(run.state);
+    }
+    run.state.failed_checks = failed_lines(&checks, &new_view.config.gate);
+    let reason = match outcome {
+        Outcome::Pending => format!(
+            "not ready within {} s: {} pending",
+            confirm_timeout.as_secs(),
+            pending_names(&checks).join(", ")
+        ),
+        _ => format!("not ready: {}", run.state.failed_checks.join("; ")),
+    };
+    run.event(reason.clone());
+    rollback(run, reason)
+}
+
+/// Loads, unloads, restarts and starts what `p` says, loading the
+/// definitions of the system item `system`.
+fn apply(
+    run: &mut Run<'_>,
+    p: &ServicePlan,
+    system: &str,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<(), SwitchError> {
+    if p.is_empty() {
+        run.event("services: nothing to change");
+        return Ok(());
+    }
+    let c = Control::find(run.root)?;
+    for name in &p.stop {
+        c.unload(name)?;
+        run.event(format!("stopped and unloaded {name}"));
+    }
+    for name in p.restart.iter().chain(&p.start) {
+        if files.contains_key(name) {
+            c.load(&format!("{system}/{SERVICES_DIR}/{name}.scm"))?;
+        }
+    }
+    for name in &p.restart {
+        c.restart(name)?;
+        run.event(format!("restarted {name}"));
+    }
+    for name in &p.start {
+        c.start(name)?;
+        run.event(format!("started {name}"));
+    }
+    Ok(())
+}
+
+/// Rolls back to the switch's old generation: full activation, services
+/// brought back (errors noted, the rest still done), readiness checked.
+fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError> {
+    run.state.reason = Some(reason);
+    run.enter(Phase::RollingBack)?;
+    let root = run.root;
+    let from = run.state.from.clone();
+    let current = super::current_system(root).unwrap_or_else(|_| run.state.to.clone());
+    let platform = fruix_activation::platform::native();
+    let ledger = fruix_activation::activate_with(
+        root,
+        &from,
+        platform.as_ref(),
+        ActivateOptions {
+            generation: (run.state.from_generation > 0).then_some(run.state.from_generation),
+            ..ActivateOptions::default()
+        },
+    );
+    if let Some(e) = ledger.steps.iter().find_map(|s| {
+        s.error
+            .as_ref()
+            .map(|e| format!("rollback activation failed: {}: {e}", s.step))
+    }) {
+        run.event(e.clone());
+        run.state.reason = Some(e);
+        run.enter(Phase::Failed)?;
+        return Ok(run.state);
+    }
+    run.event(format!(
+        "activated generation {} again",
+        run.state.from_generation
+    ));
+    super::generations_set(root, run.state.generation, super::GenState::RolledBack);
+    let files = (
+        service_files(&root.path(&current)).unwrap_or_default(),
+        service_files(&root.path(&from)).unwrap_or_default(),
+    );
+    let back = plan(&files.0, &files.1);
+    // Best effort, each on its own: a service the interrupted switch never
+    // loaded cannot be unloaded, and the rest must still come back.
+    match Control::find(root) {
+        Ok(c) => {
+            for name in &back.stop {
+                note(
+                    &mut run,
+                    c.unload(name),
+                    format!("stopped and unloaded {name}"),
+                );
+            }
+            for name in back.restart.iter().chain(&back.start) {
+                let file = format!("{from}/{SERVICES_DIR}/{name}.scm");
+                note(&mut run, c.load(&file), format!("loaded {file}"));
+            }
+            for name in &back.restart {
+                note(&mut run, c.restart(name), format!("restarted {name}"));
+            }
+            for name in &back.start {
+                note(&mut run, c.start(name), format!("started {name}"));
+            }
+        }
+        Err(e) if !back.is_empty() => run.event(format!("services: {e}")),
+        Err(_) => {}
+    }
+    let view = SystemView::load(root, &from)?;
+    if let Ok(new_view) = SystemView::load(root, &current) {
+        notify::follow_switch(root, &new_view, &view, &back);
+    }
+    let (outcome, checks) = readiness(&view, Duration::from_secs(run.state.confirm_timeout_s));
+    run.state.outcome = Some(outcome.as_str().to_owned());
+    run.event(format!(
+        "generation {} is {} after the rollback",
+        run.state.from_generation,
+        outcome.as_str()
+    ));
+    for l in failed_lines(&checks, &view.config.gate) {
+        run.event(format!("after the rollback: {l}"));
+    }
+    run.enter(Phase::RolledBack)?;
+    notify::recheck(root);
+    Ok(run.state)
+}
+
+fn note(run: &mut Run<'_>, r: Result<(), crate::checks::shepherd::ShepherdError>, ok: String) {
+    match r {
+        Ok(()) => run.event(ok),
+        Err(e) => run.event(format!("{ok}: failed: {e}")),
+    }
+}
+
+/// Finishes a switch found unfinished with nobody holding its lock: rolls
+/// it back (the caller holds the lock now).
+pub fn recover_locked(root: &GuestRoot, prev: SwitchState) -> Result<SwitchState, SwitchError> {
+    let phase = prev.phase;
+    let mut run = Run {
+        root,
+        state: prev,
+        t0: Instant::now(),
+    };
+    run.event(format!(
+        "found interrupted in phase {}: rolling back",
+        phase.as_str()
+    ));
+    if phase == Phase::Starting {
+        // Nothing was changed yet.
+        run.state.reason = Some("interrupted before activation".into());
+        run.enter(Phase::RolledBack)?;
+        return Ok(run.state);
+    }
+    let reason = run
+        .state
+        .reason
+        .clone()
+        .unwrap_or_else(|| format!("interrupted in phase {}", phase.as_str()));
+    rollback(run, reason)
+}
+
+/// One readiness round of `view`, cut at `timeout`: its outcome under the
+/// system's gate, and every check (those not back in time pending).
+pub fn readiness(view: &SystemView, timeout: Duration) -> (Outcome, Vec<Check>) {
+    let planned = round::planned(view);
+    let (tx, rx) = mpsc::channel::<Check>();
+    let v = view.clone();
+    let inputs = RoundInputs {
+        // The boot line's digest is the booted system's, not this one's.
+        boot_digest: None,
+        sshd_wait: timeout,
+    };
+    std::thread::spawn(move || {
+        round::run(&v, &inputs, &|c| {
+            let _ = tx.send(c);
+        });
+    });
+    let deadline = Instant::now() + timeout;
+    let mut checks: Vec<Check> = planned.iter().map(|n| Check::pending(n)).collect();
+    let mut left = planned.len();
+    while left > 0 {
+        let now = Instant::now();
+        let Some(wait) = deadline.checked_duration_since(now) else {
+            break;
+        };
+        match rx.recv_timeout(wait) {
+            Ok(c) => {
+                if let Some(slot) = checks.iter_mut().find(|x| x.name == c.name) {
+                    if slot.status == CheckStatus::Pending {
+                        left -= 1;
+                    }
+                    *slot = c;
+                } else {
+                    checks.push(c);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    (report::outcome(&checks, &view.config.gate), checks)
+}
+
+/// The failed gating checks, `NAME: REASON` each.
+fn failed_lines(checks: &[Check], gate: &[String]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed && gate.contains(&c.name))
+        .flat_map(|c| {
+            let name = c.name.clone();
+            let reasons = if c.reasons.is_empty() {
+                vec![c.value.clone()]
+            } else {
+                c.reasons.clone()
+            };
+            reasons.into_iter().map(move |r| format!("{name}: {r}"))
+        })
+        .collect()
+}
+
+fn pending_names(checks: &[Check]) -> Vec<String> {
+    checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Pending)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_lines_name_the_gating_checks_and_their_reasons() {
+        let checks = vec![
+            Check::failed(
+                "web",
+                "failed",
+                vec!["service web: tcp 127.0.0.1:8081 refused".into()],
+            ),
+            Check::failed("extra", "failed", vec!["not gating".into()]),
+            Check::failed("store", "corrupt", vec![]),
+            Check::ok("sshd", "running"),
+        ];
+        let gate = vec!["web".into(), "store".into(), "sshd".into()];
+        assert_eq!(
+            failed_lines(&checks, &gate),
+            [
+                "web: service web: tcp 127.0.0.1:8081 refused",
+                "store: corrupt"
+            ]
+        );
+        assert_eq!(
+            pending_names(&[Check::pending("web"), Check::ok("a", "b")]),
+            ["web"]
+        );
+    }
+}
