@@ -388,8 +388,12 @@ fn switch(a: SwitchArgs) -> Result<bool> {
         ];
         args.push(system);
         let mut child = switch::spawn_worker(&root, &exe, &args)?;
-        if !a.json {
+        // The host follows by this id again after a lost connection.
+        if a.json {
+            eprintln!("switch {id} started");
+        } else {
             writeln!(out, "switch {id} started")?;
+            out.flush()?;
         }
         let json = a.json;
         switch::follow(&root, &id, Some(&mut child), &mut |e| print_event(json, e))?

@@ -81,6 +81,68 @@ pub enum SystemCommand {
     /// a guest, no OVMF firmware, a build or tool that failed. The disk's
     /// format (raw, qcow2, vhd) is read from its header, not its name.
     Vm(VmArgs),
+    /// Build the system and deploy it to a running guest: only the items
+    /// it lacks are sent, then `fruix-agent switch` activates it, brings
+    /// Shepherd's services in line and keeps it only if it becomes ready
+    /// within --confirm-timeout. Exit 0 committed and ready, 1 rolled back
+    /// (the new generation's failed checks and the old one's readiness are
+    /// printed), 2 error (unreachable, host key, refused, bad
+    /// declaration).
+    Deploy(DeployArgs),
+    /// List a guest's generations (`fruix-agent generations`).
+    Generations(RemoteArgs),
+    /// Roll a guest back to its previous committed generation, through the
+    /// same gated switch as a deploy. Exit as deploy.
+    Rollback(RemoteArgs),
+}
+
+/// How to reach a guest over SSH.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The guest, as [USER@]HOST[:PORT] (user root, port 22 by default).
+    #[arg(long, value_name = "TARGET")]
+    pub ssh: String,
+    /// The private key to log in with.
+    #[arg(short = 'i', long = "identity", value_name = "KEY")]
+    pub identity: Option<PathBuf>,
+    /// The known_hosts file that pins the guest's host keys (`fruix
+    /// system vm` writes HOST.known_hosts) [default: the user's own]. A
+    /// key not pinned there is refused at once (exit 2).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+}
+
+/// Arguments of `fruix system generations` and `rollback`.
+#[derive(Debug, Args)]
+pub struct RemoteArgs {
+    /// The guest.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Seconds the generation switched to has to become ready (rollback).
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub confirm_timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `fruix system deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// What to build.
+    #[command(flatten)]
+    pub build: BuildArgs,
+    /// The guest.
+    #[command(flatten)]
+    pub ssh: SshArgs,
+    /// Seconds the new generation has to become ready before it is rolled
+    /// back.
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub confirm_timeout: u64,
+    /// Print the plan (items to send, /etc changes, services to start,
+    /// stop and restart) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `fruix system vm`.

@@ -169,18 +169,23 @@ pub enum Answer {
 /// The path of the agent on an activated guest.
 pub const REMOTE_AGENT: &str = "/run/current-system/bin/fruix-agent";
 
-/// The ssh command line of one query: options, then `--`, then the
-/// destination and the remote command, so that nothing in the target
-/// can be read as an option.
-fn ssh_args(opts: &QueryOptions, remote_wait: u64, connect_timeout: u64) -> Vec<String> {
-    let t = &opts.target;
+/// ssh's options for reaching `target` in batch mode with `host_keys`
+/// and `identity`, then `--` and the destination: what every command run
+/// on a guest shares. The remote command comes after.
+pub fn ssh_base_args(
+    target: &Target,
+    host_keys: &HostKeys,
+    identity: Option<&std::path::Path>,
+    connect_timeout: u64,
+) -> Vec<String> {
+    let t = target;
     let mut args: Vec<String> = ["-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o"]
         .map(str::to_owned)
         .to_vec();
     args.push(format!("ConnectTimeout={}", connect_timeout.max(1)));
     args.extend(["-p".to_owned(), t.port.to_string()]);
-    args.extend(opts.host_keys.ssh_options());
-    if let Some(i) = &opts.identity {
+    args.extend(host_keys.ssh_options());
+    if let Some(i) = identity {
         args.extend([
             "-i".to_owned(),
             i.display().to_string(),
@@ -190,6 +195,19 @@ fn ssh_args(opts: &QueryOptions, remote_wait: u64, connect_timeout: u64) -> Vec<
     }
     args.push("--".to_owned());
     args.push(format!("{}@{}", t.user, t.host));
+    args
+}
+
+/// The ssh command line of one query: options, then `--`, then the
+/// destination and the remote command, so that nothing in the target
+/// can be read as an option.
+fn ssh_args(opts: &QueryOptions, remote_wait: u64, connect_timeout: u64) -> Vec<String> {
+    let mut args = ssh_base_args(
+        &opts.target,
+        &opts.host_keys,
+        opts.identity.as_deref(),
+        connect_timeout,
+    );
     let mut remote = format!("{REMOTE_AGENT} status");
     if opts.json {
         remote.push_str(" --json");
@@ -204,26 +222,32 @@ fn ssh_args(opts: &QueryOptions, remote_wait: u64, connect_timeout: u64) -> Vec<
 /// What ssh's exit 255 means: a refusal that waiting cannot change, or
 /// a guest not reachable yet. `err` is ssh's standard error.
 fn classify_ssh_failure(opts: &QueryOptions, err: &str) -> Answer {
-    let t = &opts.target;
+    classify(&opts.target, &opts.host_keys, err)
+}
+
+/// What ssh's exit 255 means for `target` checked against `host_keys`:
+/// a refusal that waiting cannot change, or a guest not reachable yet.
+pub fn classify(target: &Target, host_keys: &HostKeys, err: &str) -> Answer {
+    let t = target;
     let name = t.known_hosts_name();
     if err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
         || err.contains("has changed and you have requested strict checking")
     {
         return Answer::Refused(format!(
             "host key of {name} does not match the one pinned in {}",
-            opts.host_keys.file()
+            host_keys.file()
         ));
     }
     if err.contains("host key is known for") && err.contains("requested strict checking") {
         return Answer::Refused(format!(
             "no host key for {name} is pinned in {}",
-            opts.host_keys.file()
+            host_keys.file()
         ));
     }
     if err.contains("Host key verification failed") {
         return Answer::Refused(format!(
             "host key of {name} not verified against {}: {}",
-            opts.host_keys.file(),
+            host_keys.file(),
             one_line(err)
         ));
     }

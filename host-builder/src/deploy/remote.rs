@@ -1,0 +1,189 @@
+//! Commands run on a guest over SSH, as `fruix query` reaches it: batch
+//! mode, the host keys checked strictly against the pinned ones, the
+//! destination after `--`. ssh's own failures (exit 255) are told apart:
+//! a refusal (host key, authentication) is final, an unreachable guest
+//! may be tried again.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use crate::query::{self, Answer, HostKeys, Target};
+
+/// The agent of the guest's current system.
+pub const AGENT: &str = query::REMOTE_AGENT;
+
+/// A guest reached over SSH.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    /// Where.
+    pub target: Target,
+    /// The private key to log in with.
+    pub identity: Option<PathBuf>,
+    /// The host keys accepted.
+    pub host_keys: HostKeys,
+}
+
+/// Why a command could not be run on the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    /// The guest may not be trusted, or refused us: final.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The guest could not be reached.
+    #[error("not reachable: {0}")]
+    Unreachable(String),
+    /// The remote command failed.
+    #[error("{command} exited {code}: {message}")]
+    Failed {
+        /// The remote command.
+        command: String,
+        /// Its exit status.
+        code: i32,
+        /// The last line of its error output.
+        message: String,
+    },
+    /// ssh could not be run or talked to.
+    #[error("ssh")]
+    Io(#[source] io::Error),
+}
+
+/// What a remote command printed, with its exit status.
+#[derive(Clone, Debug)]
+pub struct Output {
+    /// Its exit status.
+    pub code: i32,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl Remote {
+    /// The ssh command running `remote` (a shell command line whose words
+    /// the caller has made safe).
+    pub fn command(&self, remote: &str) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(query::ssh_base_args(
+            &self.target,
+            &self.host_keys,
+            self.identity.as_deref(),
+            10,
+        ));
+        c.arg(remote);
+        c
+    }
+
+    /// Maps ssh's exit 255 to why.
+    fn ssh_failure(&self, stderr: &str) -> RemoteError {
+        match query::classify(&self.target, &self.host_keys, stderr.trim()) {
+            Answer::Refused(m) => RemoteError::Refused(m),
+            Answer::Unreachable(m) | Answer::Report { text: m, .. } => RemoteError::Unreachable(m),
+        }
+    }
+
+    /// Runs `remote`, feeding `input` its standard input (nothing when
+    /// `None`), and returns what it printed. Exit 255 is ssh's own failure.
+    pub fn run(
+        &self,
+        remote: &str,
+        input: Option<&mut dyn FnMut(&mut dyn Write) -> io::Result<()>>,
+    ) -> Result<Output, RemoteError> {
+        let mut c = self.command(remote);
+        c.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(RemoteError::Io)?;
+        let stderr = drain(child.stderr.take());
+        let stdout = drain(child.stdout.take());
+        let fed = match (input, child.stdin.take()) {
+            (Some(f), Some(mut w)) => {
+                let r = f(&mut w);
+                drop(w);
+                r
+            }
+            _ => Ok(()),
+        };
+        let status = child.wait().map_err(RemoteError::Io)?;
+        let (stdout, stderr) = (join(stdout), join(stderr));
+        let code = status.code().unwrap_or(255);
+        if code == 255 {
+            return Err(self.ssh_failure(&stderr));
+        }
+        // A stream cut short by the remote end is reported by the remote
+        // command's own error, which names the item.
+        if let Err(e) = fed
+            && code == 0
+        {
+            return Err(RemoteError::Io(e));
+        }
+        Ok(Output {
+            code,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Runs `remote`, handing each line of its standard error to `on` as
+    /// it comes, and returns its output.
+    pub fn run_following(
+        &self,
+        remote: &str,
+        on: &mut dyn FnMut(&str),
+    ) -> Result<Output, RemoteError> {
+        let mut c = self.command(remote);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child: Child = c.spawn().map_err(RemoteError::Io)?;
+        let stdout = drain(child.stdout.take());
+        let mut err = String::new();
+        if let Some(e) = child.stderr.take() {
+            for line in BufReader::new(e).lines() {
+                let Ok(line) = line else { break };
+                on(&line);
+                err.push_str(&line);
+                err.push('\n');
+            }
+        }
+        let status = child.wait().map_err(RemoteError::Io)?;
+        let code = status.code().unwrap_or(255);
+        if code == 255 {
+            return Err(self.ssh_failure(&err));
+        }
+        Ok(Output {
+            code,
+            stdout: join(stdout),
+            stderr: err,
+        })
+    }
+}
+
+/// The last non-empty line of `text`.
+pub fn last_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_owned()
+}
+
+type Drain = Option<std::thread::JoinHandle<String>>;
+
+fn drain<R: Read + Send + 'static>(r: Option<R>) -> Drain {
+    r.map(|mut r| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    })
+}
+
+fn join(d: Drain) -> String {
+    d.and_then(|h| h.join().ok()).unwrap_or_default()
+}
