@@ -130,9 +130,15 @@ fn missing(system: &str, root: PathBuf, json: bool, items: &[String]) -> Result<
 
 fn item_line(r: &Received) -> String {
     if r.skipped {
-        format!("present {} files={} bytes={}", r.name, r.files, r.file_bytes)
+        format!(
+            "present {} files={} bytes={}",
+            r.name, r.files, r.file_bytes
+        )
     } else {
-        format!("received {} files={} bytes={}", r.name, r.files, r.file_bytes)
+        format!(
+            "received {} files={} bytes={}",
+            r.name, r.files, r.file_bytes
+        )
     }
 }
 

@@ -21,6 +21,9 @@ pub(crate) const LINK: u8 = b'L';
 pub(crate) const END_ITEM: u8 = b'E';
 /// The stream ends: `Z`, u64 number of items.
 pub(crate) const END: u8 = b'Z';
+/// Bytes of the end mark.
+#[cfg_attr(not(feature = "archive"), allow(dead_code))]
+pub(crate) const END_LEN: u64 = 9;
 
 /// One record's header (a file's bytes follow its header).
 #[derive(Clone, Debug, PartialEq, Eq)]

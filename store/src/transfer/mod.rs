@@ -15,6 +15,8 @@ mod error;
 mod frame;
 mod receive;
 mod send;
+#[cfg(feature = "archive")]
+mod send_zstd;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +25,9 @@ pub use codec::compressor;
 pub use codec::{Decompressor, decompressor};
 pub use error::{ItemFault, SendError, TransferError};
 pub use receive::{ClosureOf, Received, Summary, receive, receive_compressed};
-pub use send::StreamWriter;
+pub use send::{Sent, StreamWriter};
+#[cfg(feature = "archive")]
+pub use send_zstd::send_compressed;
 
 use crate::name::ItemName;
 use crate::root::StoreRoot;

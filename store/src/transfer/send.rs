@@ -20,7 +20,7 @@ pub struct StreamWriter<W: Write> {
     pub(super) buf: Vec<u8>,
 }
 
-fn out_err(source: std::io::Error) -> SendError {
+pub(super) fn out_err(source: std::io::Error) -> SendError {
     SendError::Io {
         path: PathBuf::from("stream"),
         action: "write",
@@ -149,4 +149,17 @@ impl<W: Write> StreamWriter<W> {
             .map_err(out_err)?;
         Ok(self.w.into_inner())
     }
+}
+
+/// What a compressed stream took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Sent {
+    /// Items written.
+    pub items: u64,
+    /// Their bytes of regular files.
+    pub file_bytes: u64,
+    /// Bytes of the stream before compression.
+    pub uncompressed: u64,
+    /// Bytes written to the output.
+    pub compressed: u64,
 }

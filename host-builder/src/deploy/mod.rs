@@ -1,0 +1,3 @@
+//! Deploying a system to a running guest.
+
+pub mod stream;
