@@ -35,7 +35,11 @@ fn the_builders_stream_is_read_by_the_guests_reader() {
         let src = t.path().join("src").join(pkg);
         fs::create_dir_all(src.join("lib/sub")).unwrap();
         for i in 0..files {
-            fs::write(src.join(format!("lib/sub/f{i}")), format!("{pkg} {i}\n").repeat(i)).unwrap();
+            fs::write(
+                src.join(format!("lib/sub/f{i}")),
+                format!("{pkg} {i}\n").repeat(i),
+            )
+            .unwrap();
         }
         std::os::unix::fs::symlink("sub/f1", src.join("lib/f")).unwrap();
         items.push(import(&host, pkg, &src));
@@ -61,7 +65,10 @@ fn the_builders_stream_is_read_by_the_guests_reader() {
     let system = import(&host, "system-x", &sys);
 
     // What the guest said it lacks, in any order: the system goes first.
-    let send = order(&system, &[items[1].clone(), system.clone(), items[0].clone()]);
+    let send = order(
+        &system,
+        &[items[1].clone(), system.clone(), items[0].clone()],
+    );
     assert_eq!(send, [system.clone(), items[1].clone(), items[0].clone()]);
     let (count, bytes) = plan(&host, &send).unwrap();
     let mut out = Vec::new();
@@ -69,7 +76,9 @@ fn the_builders_stream_is_read_by_the_guests_reader() {
     assert_eq!((sent.items, sent.file_bytes), (count as u64, bytes));
     assert_eq!(sent.compressed, out.len() as u64);
     let mut plain = Vec::new();
-    transfer::decompressor(&out[..]).read_to_end(&mut plain).unwrap();
+    transfer::decompressor(&out[..])
+        .read_to_end(&mut plain)
+        .unwrap();
     assert_eq!(sent.uncompressed, plain.len() as u64);
     assert!(sent.compressed < sent.uncompressed, "{sent:?}");
 
