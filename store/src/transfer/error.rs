@@ -119,6 +119,9 @@ pub enum ItemFault {
     /// entry-by-entry one, which should have caught it).
     #[error("manifest differs from the copy in {0}")]
     ManifestDiffers(String),
+    /// The system item's files are larger than the bound.
+    #[error("its files are larger than {0} bytes, the most a system item may hold")]
+    TooLarge(u64),
     /// In the closure, but neither in the store nor in the stream.
     #[error("in the closure of {0} but neither in the store nor in the stream")]
     Missing(String),

@@ -11,6 +11,7 @@
 //! system item last, once the end mark has been read.
 
 mod codec;
+mod entries;
 mod error;
 mod frame;
 mod receive;
@@ -23,6 +24,7 @@ mod tests;
 #[cfg(feature = "archive")]
 pub use codec::compressor;
 pub use codec::{Decompressor, decompressor};
+pub use entries::MAX_SYSTEM_BYTES;
 pub use error::{ItemFault, SendError, TransferError};
 pub use receive::{ClosureOf, Received, Summary, receive, receive_compressed};
 pub use send::{Sent, StreamWriter};

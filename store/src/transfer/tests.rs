@@ -500,6 +500,20 @@ fn a_file_longer_than_announced_is_refused() {
         g.err(&h.system, &s),
         format!("item {}: bad record: unknown tag 0x01", h.system)
     );
+    // The system item's files are bounded too, before a byte is written.
+    let s = Craft::new()
+        .rec(sys.clone())
+        .rec(file("f", 1))
+        .raw(b"a")
+        .rec(file("g", MAX_SYSTEM_BYTES))
+        .end(1);
+    assert_eq!(
+        g.err(&h.system, &s),
+        format!(
+            "item {}: its files are larger than 1073741824 bytes, the most a system item may hold",
+            h.system
+        )
+    );
 }
 
 #[test]
