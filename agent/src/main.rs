@@ -4,6 +4,8 @@
 
 use fruix_agent::platform;
 
+mod store_cmd;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -145,6 +147,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The store's part of a deploy: which items are missing, and receive
+    /// a stream of items.
+    Store(store_cmd::StoreArgs),
 }
 
 fn verify(root: PathBuf, metadata_only: bool, json: bool, items: Vec<String>) -> Result<bool> {
@@ -520,6 +525,7 @@ fn main() -> ExitCode {
             root,
             worker,
         }),
+        Command::Store(args) => store_cmd::run(args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod declaration;
+pub mod deploy;
 pub mod error;
 pub mod image;
 pub mod pipeline;

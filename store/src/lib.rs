@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod name;
 mod pool;
 pub mod root;
+pub mod transfer;
 pub mod verify;
 
 pub use digest::Digest;

@@ -297,7 +297,7 @@ fn parse_line(line: &[u8]) -> Result<Entry, String> {
 
 /// A relative path's components must be real names: no empty, `.`, `..`,
 /// and no NUL byte (which no file name can hold).
-fn check_path(p: &[u8]) -> Result<(), String> {
+pub(crate) fn check_path(p: &[u8]) -> Result<(), String> {
     if p.is_empty() {
         return Err("empty path after './'".into());
     }

@@ -1,5 +1,6 @@
 //! One module per subcommand group, each with a `run()`.
 
+pub mod deploy;
 pub mod query;
 pub mod scan;
 pub mod store;

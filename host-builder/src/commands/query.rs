@@ -14,7 +14,7 @@ use crate::query::{Answer, HostKeys, QueryOptions, Target, query};
 /// leading `#` as a comment, and expands `%` tokens, `${VAR}` and a
 /// leading `~` in key and known_hosts file names, so such a name would
 /// make it read another file than the one given.
-fn ssh_safe(flag: &str, path: &std::path::Path) -> Result<()> {
+pub(crate) fn ssh_safe(flag: &str, path: &std::path::Path) -> Result<()> {
     let Some(s) = path.to_str() else {
         bail!("{flag}: {}: not a UTF-8 file name", path.display());
     };

@@ -16,6 +16,9 @@ pub fn run(cmd: SystemCommand) -> Result<Outcome> {
         SystemCommand::Build(a) => build_cmd(a),
         SystemCommand::Image(a) => image_cmd(a),
         SystemCommand::Vm(a) => super::vm::run(a),
+        SystemCommand::Deploy(a) => super::deploy::deploy(a),
+        SystemCommand::Generations(a) => super::deploy::generations(a),
+        SystemCommand::Rollback(a) => super::deploy::rollback(a),
     }
 }
 

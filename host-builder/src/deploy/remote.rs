@@ -87,7 +87,7 @@ impl Remote {
     pub fn run(
         &self,
         remote: &str,
-        input: Option<&mut dyn FnMut(&mut dyn Write) -> io::Result<()>>,
+        input: Option<&mut Feed<'_>>,
     ) -> Result<Output, RemoteError> {
         let mut c = self.command(remote);
         c.stdin(if input.is_some() {
@@ -171,6 +171,9 @@ pub fn last_line(text: &str) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// What writes a remote command's standard input.
+pub type Feed<'a> = dyn FnMut(&mut dyn Write) -> io::Result<()> + 'a;
 
 type Drain = Option<std::thread::JoinHandle<String>>;
 

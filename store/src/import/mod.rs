@@ -103,7 +103,14 @@ pub(crate) struct ItemBuilder<'r> {
     nodes: BTreeMap<Vec<u8>, Node>,
     dropped: Vec<DroppedBits>,
     finished: bool,
-    _lock: RootLock,
+    _lock: Lock<'r>,
+}
+
+/// The root's writer lock, taken by the builder or lent by a caller that
+/// holds it across several items (a transfer stream).
+enum Lock<'r> {
+    Owned(#[allow(dead_code)] RootLock),
+    Lent(#[allow(dead_code)] &'r RootLock),
 }
 
 static WORK_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -117,6 +124,26 @@ impl<'r> ItemBuilder<'r> {
     ) -> Result<Self, ImportError> {
         validate_package_name(package)?;
         let lock = root.lock()?;
+        Self::start(root, package, source, Lock::Owned(lock))
+    }
+
+    /// Makes a fresh work directory under a lock the caller holds.
+    pub(crate) fn new_locked(
+        root: &'r StoreRoot,
+        lock: &'r RootLock,
+        package: &str,
+        source: &Path,
+    ) -> Result<Self, ImportError> {
+        Self::start(root, package, source, Lock::Lent(lock))
+    }
+
+    fn start(
+        root: &'r StoreRoot,
+        package: &str,
+        source: &Path,
+        lock: Lock<'r>,
+    ) -> Result<Self, ImportError> {
+        validate_package_name(package)?;
         let work = root.tmp_dir().join(format!(
             "import-{}-{}-{}",
             std::process::id(),
@@ -291,7 +318,13 @@ impl<'r> ItemBuilder<'r> {
 
     /// Normalises directories, writes the manifest and moves the item into
     /// the store, or finds the identical item already there.
-    pub(crate) fn finish(mut self) -> Result<ImportOutcome, ImportError> {
+    pub(crate) fn finish(self) -> Result<ImportOutcome, ImportError> {
+        self.seal()?.commit()
+    }
+
+    /// Normalises directories and computes the manifest and the name; the
+    /// item stays in its work directory until [`Sealed::commit`].
+    pub(crate) fn seal(self) -> Result<Sealed<'r>, ImportError> {
         // Deepest first, so that a directory is sealed after its children.
         for (rel, node) in self.nodes.iter().rev() {
             if let Node::Dir = node {
@@ -333,30 +366,69 @@ impl<'r> ItemBuilder<'r> {
         })?;
         let bytes = manifest.to_bytes();
         let name = ItemName::new(crate::hash::sha256(&bytes), &self.package)?;
-        let final_item = self.root.item_path(&name);
-        let final_manifest = self.root.manifest_path(&name);
+        Ok(Sealed {
+            builder: self,
+            name,
+            manifest,
+            bytes,
+        })
+    }
+}
+
+/// An item whole in its work directory, with its manifest and name, not
+/// yet in the store; dropped uncommitted, its work directory goes.
+pub(crate) struct Sealed<'r> {
+    builder: ItemBuilder<'r>,
+    name: ItemName,
+    manifest: Manifest,
+    bytes: Vec<u8>,
+}
+
+impl Sealed<'_> {
+    /// The item's name, from its manifest's digest.
+    pub(crate) fn name(&self) -> &ItemName {
+        &self.name
+    }
+
+    /// The canonical manifest bytes.
+    pub(crate) fn manifest_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The item's tree in its work directory (sealed, read-only).
+    pub(crate) fn tree(&self) -> &Path {
+        &self.builder.item
+    }
+
+    /// Writes the manifest and moves the item into the store (manifest
+    /// first), or finds the identical item already there.
+    pub(crate) fn commit(mut self) -> Result<ImportOutcome, ImportError> {
+        let (name, bytes) = (self.name.clone(), std::mem::take(&mut self.bytes));
+        let this = &mut self.builder;
+        let final_item = this.root.item_path(&name);
+        let final_manifest = this.root.manifest_path(&name);
         let existed = final_item.is_dir() && final_manifest.is_file();
         if !existed {
-            let tmp_manifest = self.work.join("manifest");
+            let tmp_manifest = this.work.join("manifest");
             write_synced(&tmp_manifest, &bytes).at(&tmp_manifest, "write")?;
             fs::rename(&tmp_manifest, &final_manifest).at(&final_manifest, "rename into place")?;
             if final_item.exists() {
                 // An item without its manifest can only be a damaged one.
                 remove_tree(&final_item).at(&final_item, "remove damaged item")?;
             }
-            rename_item(&self.item, &final_item).at(&final_item, "rename into place")?;
-            for d in [self.root.manifests_dir(), self.root.store_dir()] {
+            rename_item(&this.item, &final_item).at(&final_item, "rename into place")?;
+            for d in [this.root.manifests_dir(), this.root.store_dir()] {
                 File::open(&d).and_then(|f| f.sync_all()).at(&d, "sync")?;
             }
         }
-        self.finished = true;
-        remove_tree(&self.work).at(&self.work, "remove work directory")?;
+        this.finished = true;
+        remove_tree(&this.work).at(&this.work, "remove work directory")?;
         Ok(ImportOutcome {
             name,
             path: final_item,
             existed,
-            dropped: std::mem::take(&mut self.dropped),
-            manifest,
+            dropped: std::mem::take(&mut this.dropped),
+            manifest: self.manifest,
         })
     }
 }

@@ -1,0 +1,5 @@
+//! Deploying a system to a running guest.
+
+pub mod remote;
+pub mod run;
+pub mod stream;

@@ -1,0 +1,312 @@
+//! `fruix system deploy`, step by step: build the system, ask the guest in
+//! one round trip which items of the closure it lacks, stream only those
+//! (`fruix-agent store receive`), then start `fruix-agent switch` (which
+//! runs detached in the guest and survives the connection) and follow it
+//! until it ends, following it again by its id when the connection drops
+//! (sshd may be restarted by the switch itself).
+
+use std::time::{Duration, Instant};
+
+use fruix_store::{ItemName, StoreRoot};
+use fruix_system::switch::SwitchState;
+use serde::Serialize;
+
+use super::remote::{AGENT, Remote, RemoteError, last_line};
+use super::stream;
+use crate::pipeline::{self, PipelineError, SystemRequest};
+use crate::progress::Progress;
+
+/// Why a deploy could not be done (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The system could not be built.
+    #[error(transparent)]
+    Build(#[from] PipelineError),
+    /// The guest could not be asked, or refused.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// The system item's closure could not be read.
+    #[error(transparent)]
+    Format(#[from] fruix_system::FormatError),
+    /// The built system item's name is not an item name.
+    #[error(transparent)]
+    Name(#[from] fruix_store::NameError),
+    /// The host's store could not be read.
+    #[error(transparent)]
+    Store(#[from] fruix_store::StoreError),
+    /// The guest's answer is not what its agent prints.
+    #[error("{host}: unexpected answer from {what}: {text}")]
+    Answer {
+        /// The guest.
+        host: String,
+        /// The command.
+        what: String,
+        /// What came back (its last line).
+        text: String,
+    },
+    /// The switch ended without committing or rolling back.
+    #[error("{host}: switch failed: {reason}")]
+    SwitchFailed {
+        /// The guest.
+        host: String,
+        /// Its reason.
+        reason: String,
+    },
+}
+
+/// What a deploy did, for `--json` and the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct Deployed {
+    /// The system item's name.
+    pub system: String,
+    /// Items in the closure (the system item included).
+    pub items: usize,
+    /// Items the guest lacked.
+    pub missing: usize,
+    /// Bytes of regular files in them.
+    pub missing_file_bytes: u64,
+    /// Bytes sent over the connection (compressed stream).
+    pub sent_bytes: u64,
+    /// The switch's end (None for a dry run).
+    pub switch: Option<SwitchState>,
+    /// The guest's preview of the switch (dry run, when the guest has the
+    /// system item already).
+    pub preview: Option<serde_json::Value>,
+}
+
+/// A deploy's choices.
+#[derive(Clone, Debug)]
+pub struct DeployOptions {
+    /// What to build.
+    pub request: SystemRequest,
+    /// The guest.
+    pub remote: Remote,
+    /// Seconds the new generation has to become ready.
+    pub confirm_timeout: u64,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// Builds and deploys; `on_event` gets each progress line of the switch.
+pub fn deploy(
+    opts: &DeployOptions,
+    progress: &Progress,
+    on_event: &mut dyn FnMut(&str),
+) -> Result<Deployed, DeployError> {
+    let (_, built) = pipeline::system(&opts.request, progress)?;
+    let store = StoreRoot::new(opts.request.out.join("frx"));
+    let system_name = built
+        .system_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let system = ItemName::parse(&system_name)?;
+    let closure_path = built.system_path.join(fruix_system::closure::CLOSURE);
+    let text = std::fs::read_to_string(&closure_path).map_err(|source| {
+        fruix_system::FormatError::Read {
+            path: closure_path.clone(),
+            source,
+        }
+    })?;
+    let closure = fruix_system::closure::parse(&text, &closure_path.display().to_string())?;
+    let mut names = vec![system.clone()];
+    names.extend(closure.iter().map(|c| c.item.clone()));
+    let guest_system = format!("/frx/store/{system}");
+    let host = opts.remote.target.known_hosts_name();
+
+    // One round trip: what the guest lacks.
+    let step = progress.step("asking the guest which items it has");
+    let cmd = format!(
+        "{AGENT} store missing --json --system {guest_system} {}",
+        names
+            .iter()
+            .map(ItemName::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let out = opts.remote.run(&cmd, None)?;
+    let missing = parse_missing(&out.stdout).ok_or_else(|| DeployError::Answer {
+        host: host.clone(),
+        what: "fruix-agent store missing".into(),
+        text: last_line(if out.stderr.trim().is_empty() {
+            &out.stdout
+        } else {
+            &out.stderr
+        }),
+    })?;
+    let missing: Vec<ItemName> = names
+        .iter()
+        .filter(|n| missing.contains(&n.to_string()))
+        .cloned()
+        .collect();
+    let (count, file_bytes) = stream::plan(&store, &missing)?;
+    step.finish(&format!(
+        "the guest lacks {count} of {} items ({file_bytes} file bytes)",
+        names.len()
+    ));
+    let mut done = Deployed {
+        system: system.to_string(),
+        items: names.len(),
+        missing: count,
+        missing_file_bytes: file_bytes,
+        sent_bytes: 0,
+        switch: None,
+        preview: None,
+    };
+
+    if opts.dry_run {
+        // The guest can preview a switch only to a system item it has.
+        if !missing.contains(&system) {
+            let out = opts.remote.run(
+                &format!("{AGENT} switch --dry-run --json {guest_system}"),
+                None,
+            )?;
+            if out.code != 0 {
+                return Err(DeployError::Answer {
+                    host,
+                    what: "fruix-agent switch --dry-run".into(),
+                    text: last_line(&out.stderr),
+                });
+            }
+            done.preview = serde_json::from_str(&out.stdout).ok();
+        }
+        return Ok(done);
+    }
+
+    if !missing.is_empty() {
+        let order = stream::order(&system, &missing);
+        let mut sent = None;
+        let mut feed = |w: &mut dyn std::io::Write| {
+            let s =
+                stream::write_stream(&store, &order, w, progress).map_err(std::io::Error::other)?;
+            sent = Some(s.compressed);
+            Ok(())
+        };
+        let out = opts.remote.run(
+            &format!("{AGENT} store receive --json --system {guest_system}"),
+            Some(&mut feed),
+        )?;
+        if out.code != 0 {
+            return Err(DeployError::Answer {
+                host,
+                what: "fruix-agent store receive".into(),
+                text: last_line(&out.stderr),
+            });
+        }
+        done.sent_bytes = sent.unwrap_or(0);
+    }
+
+    let end = switch(
+        &opts.remote,
+        &host,
+        &guest_system,
+        opts.confirm_timeout,
+        on_event,
+    )?;
+    done.switch = Some(end);
+    Ok(done)
+}
+
+/// The names in `fruix-agent store missing --json`'s answer.
+fn parse_missing(stdout: &str) -> Option<Vec<String>> {
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).ok()?;
+    v["missing"]
+        .as_array()?
+        .iter()
+        .map(|x| x.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Runs `fruix-agent ARGS` on the guest (a switch, a rollback) and follows
+/// it to its end, by its id again when the connection drops, for as long
+/// as the confirm timeout and a margin allow.
+pub fn switch(
+    remote: &Remote,
+    host: &str,
+    guest_system: &str,
+    confirm_timeout: u64,
+    on_event: &mut dyn FnMut(&str),
+) -> Result<SwitchState, DeployError> {
+    follow(
+        remote,
+        host,
+        &format!("{AGENT} switch --json --confirm-timeout {confirm_timeout} {guest_system}"),
+        confirm_timeout,
+        on_event,
+    )
+}
+
+/// Runs `first` (a switch command in `--json` mode) and follows its switch
+/// to the end.
+pub fn follow(
+    remote: &Remote,
+    host: &str,
+    first: &str,
+    confirm_timeout: u64,
+    on_event: &mut dyn FnMut(&str),
+) -> Result<SwitchState, DeployError> {
+    // Activation, two readiness rounds and Shepherd's restarts, generously.
+    let deadline = Instant::now() + Duration::from_secs(confirm_timeout * 2 + 600);
+    let mut id: Option<String> = None;
+    let mut cmd = first.to_owned();
+    let mut lost = 0;
+    loop {
+        let r = remote.run_following(&cmd, &mut |line| {
+            if let Some(i) = line
+                .strip_prefix("switch ")
+                .and_then(|r| r.strip_suffix(" started"))
+            {
+                id = Some(i.to_owned());
+            }
+            on_event(line);
+        });
+        match r {
+            Ok(out) => {
+                let state = SwitchState::parse(out.stdout.trim().as_bytes(), "switch");
+                return match state {
+                    Ok(s) => Ok(s),
+                    Err(_) if out.code == 2 => Err(DeployError::SwitchFailed {
+                        host: host.to_owned(),
+                        reason: last_line(&out.stderr)
+                            .trim_start_matches("fruix-agent: ")
+                            .to_owned(),
+                    }),
+                    Err(_) => Err(DeployError::Answer {
+                        host: host.to_owned(),
+                        what: "fruix-agent switch".into(),
+                        text: last_line(&out.stdout),
+                    }),
+                };
+            }
+            // The connection went (sshd restarted, a network cut): the
+            // switch goes on in the guest; follow it again.
+            Err(RemoteError::Unreachable(why)) if id.is_some() && Instant::now() < deadline => {
+                lost += 1;
+                on_event(&format!(
+                    "connection lost ({why}); following again ({lost})"
+                ));
+                std::thread::sleep(Duration::from_secs(2));
+                cmd = format!(
+                    "{AGENT} switch --json --follow {}",
+                    id.as_deref().unwrap_or_default()
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_missing_list_is_read_from_the_agents_json() {
+        assert_eq!(
+            parse_missing("{\"missing\":[\"a\",\"b\"],\"system\":\"s\",\"system_present\":true}\n"),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(parse_missing("missing a\n"), None);
+        assert_eq!(parse_missing("{\"missing\":[3]}"), None);
+    }
+}
