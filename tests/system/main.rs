@@ -15,6 +15,8 @@
 // Test helpers panic on a broken test machine: that is their report.
 #![allow(clippy::unwrap_used)]
 
+#[path = "deploy.rs"]
+mod deploy;
 #[path = "faults.rs"]
 mod faults;
 #[path = "../../host-builder/tests/common/freebsd.rs"]
@@ -107,6 +109,11 @@ fn boot_to_ready(example: &str, firmware: &str) {
     );
     host_keys_are_pinned(&mut v, &guest, &f);
     saw_all(&mut v, &f);
+    // The life after the first boot, on the direct-boot guests: every
+    // case in shepherd-pid1 mode, a committed switch in rc-shepherd mode.
+    if firmware == "direct" {
+        deploy::cases(&mut v, &guest, example, &system, pid1);
+    }
     v.finish();
 }
 

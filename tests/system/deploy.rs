@@ -1,0 +1,214 @@
+//! Deploys to a running guest, on the guest a boot test has just asked:
+//! the same system again (nothing sent, nothing changed), a changed one (a
+//! service added, a package added: committed, generation 2, the service
+//! answers), one whose new gating service never becomes ready (rolled back
+//! by itself, exit 1, the old generation ready again), a switch whose
+//! worker is killed (finished by `--recover`), and gc after
+//! `delete-generations --keep 1`. Folded into the boot tests' guests, so
+//! that they cost no boot of their own.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::{Guest, Verdict, declaration, fields, fruix, key, out};
+
+/// First line of Debian's GPL-3 (base-files), which the example's web
+/// services serve.
+const GPL3_FIRST: &str = "                    GNU GENERAL PUBLIC LICENSE";
+
+/// The declaration of `example` with a second web service on 8081 and a
+/// package of its own (a one-file `dir` package), and, when `bad`, a
+/// gating service whose readiness check can never pass.
+fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
+    let note = out().join("deploy-note");
+    std::fs::create_dir_all(&note).unwrap();
+    std::fs::write(note.join("NOTE"), "deployed by the system tests\n").unwrap();
+    let mut services = "[services.web2]\n\
+        command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8081\", \"-h\", \"/usr/share/common-licenses\"]\n\
+        user = \"fruix\"\n\
+        ready = { http = \"http://127.0.0.1:8081/GPL-3\", timeout = 60 }\n\n"
+        .to_owned();
+    if bad {
+        services.push_str(
+            "[services.bad]\n\
+             command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8082\", \"-h\", \"/nonexistent\"]\n\
+             ready = { http = \"http://127.0.0.1:8082/x\", timeout = 5 }\n\n",
+        );
+    }
+    let package = format!(
+        "[packages.deploy-note]\nversion = \"1\"\nsource = {{ type = \"dir\", path = \"{}\" }}\n\n[services.sshd]",
+        note.display()
+    );
+    let gate_from = "gate = [\"sshd\",";
+    let gate_to = if bad {
+        "gate = [\"bad\", \"web2\", \"sshd\","
+    } else {
+        "gate = [\"web2\", \"sshd\","
+    };
+    declaration(
+        example,
+        name,
+        &[
+            (
+                "base-packages = [\"native-runtime\", \"guile-extra\", \"shepherd\"]",
+                "base-packages = [\"native-runtime\", \"guile-extra\", \"shepherd\", \"deploy-note\"]",
+            ),
+            ("[services.sshd]", &format!("{services}{package}")),
+            (gate_from, gate_to),
+        ],
+    )
+}
+
+/// `fruix system deploy DECL --json` against the guest: exit status, the
+/// JSON it printed, and its standard error.
+fn deploy(guest: &Guest, decl: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = Command::new(fruix())
+        .args(["system", "deploy"])
+        .arg(decl)
+        .arg("--out")
+        .arg(out())
+        .arg("--ssh")
+        .arg(format!("root@127.0.0.1:{}", guest.port))
+        .arg("-i")
+        .arg(key())
+        .arg("--known-hosts")
+        .arg(guest.pinned())
+        .args(["--json", "--confirm-timeout", "180"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code().unwrap_or(-1), v, err)
+}
+
+/// The guest's report over SSH, as a map.
+fn report(guest: &Guest) -> std::collections::BTreeMap<String, String> {
+    fields(&guest.query().1)
+}
+
+/// The deploy cases on `guest`, booted from `example` (whose system is
+/// `system`). `full`: all cases (one boot mode); else the commit only.
+pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: bool) {
+    let base = example.trim_end_matches(".toml");
+    // The same system again: nothing sent, nothing changed.
+    let same = declaration(example, &format!("{base}-deploy-same"), &[]);
+    let (code, j, err) = deploy(guest, &same, &[]);
+    v.check(code == 0, format!("same-system deploy exited {code}: {err}"));
+    v.check(
+        j["missing"] == 0 && j["sent_bytes"] == 0,
+        format!("same-system deploy sent {} items, {} bytes", j["missing"], j["sent_bytes"]),
+    );
+    v.check(
+        j["switch"]["phase"] == "committed" && j["switch"]["outcome"] == "unchanged",
+        format!("same-system switch: {} {}", j["switch"]["phase"], j["switch"]["outcome"]),
+    );
+    v.expect(&report(guest), "generation", "1");
+
+    // A changed system: a service and a package added.
+    let good = changed(example, &format!("{base}-deploy-good"), false);
+    let (code, j, err) = deploy(guest, &good, &[]);
+    v.saw("deploy_good_sent_bytes", &j["sent_bytes"]);
+    v.saw("deploy_good_missing", &j["missing"]);
+    v.check(code == 0, format!("changed-system deploy exited {code}: {err}"));
+    v.check(
+        j["missing"] == 2,
+        format!("changed system: {} items missing, expected 2 (system, deploy-note)", j["missing"]),
+    );
+    v.check(
+        j["switch"]["phase"] == "committed" && j["switch"]["generation"] == 2,
+        format!(
+            "changed system: {} generation {} ({})",
+            j["switch"]["phase"], j["switch"]["generation"], j["switch"]["reason"]
+        ),
+    );
+    v.check(
+        j["switch"]["services"]["start"] == serde_json::json!(["web2"]),
+        format!("changed system started {}", j["switch"]["services"]["start"]),
+    );
+    let good_system = j["system"].as_str().unwrap_or_default().to_owned();
+    let (rc, page) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8081/GPL-3 | head -n 1");
+    v.check(
+        rc == 0 && page.trim_end_matches('\n') == GPL3_FIRST,
+        format!("web2 answered rc={rc}: {page:?}"),
+    );
+    let r = report(guest);
+    for (k, want) in [
+        ("ready_marker", "ready"),
+        ("generation", "2"),
+        ("switch", "committed"),
+        ("switch_reason", "none"),
+        ("system", good_system.as_str()),
+    ] {
+        v.expect(&r, k, want);
+    }
+    v.check(system != good_system, "the changed system has the old name");
+    if !full {
+        return;
+    }
+
+    // A system whose gating service never becomes ready: rolled back.
+    let bad = changed(example, &format!("{base}-deploy-bad"), true);
+    let (code, j, err) = deploy(guest, &bad, &[]);
+    v.check(code == 1, format!("bad-system deploy exited {code}, expected 1: {err}"));
+    v.check(
+        j["switch"]["phase"] == "rolled-back" && j["switch"]["generation"] == 3,
+        format!(
+            "bad system: {} generation {}",
+            j["switch"]["phase"], j["switch"]["generation"]
+        ),
+    );
+    v.check(
+        j["switch"]["failed_checks"]
+            == serde_json::json!(["bad: service bad: http://127.0.0.1:8082/x answered 404"]),
+        format!("bad system's failed checks: {}", j["switch"]["failed_checks"]),
+    );
+    v.check(
+        j["switch"]["outcome"] == "ready",
+        format!("after the rollback the old generation is {}", j["switch"]["outcome"]),
+    );
+    let r = report(guest);
+    for (k, want) in [
+        ("ready_marker", "ready"),
+        ("generation", "2"),
+        ("switch", "rolled-back"),
+        ("system", good_system.as_str()),
+    ] {
+        v.expect(&r, k, want);
+    }
+    let (rc, page) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8081/GPL-3 | head -n 1");
+    v.check(
+        rc == 0 && page.trim_end_matches('\n') == GPL3_FIRST,
+        format!("web2 after the rollback: rc={rc}: {page:?}"),
+    );
+    let (rc, _) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8082/x");
+    v.check(rc != 0, "the bad service still answers after the rollback");
+
+    // The worker killed mid-switch: `--recover` (what the next agent
+    // start does) rolls it back. The bad system is in the store now; its
+    // check fails only after its 5 s timeout, time to kill the worker.
+    let bad_system = j["system"].as_str().unwrap_or_default().to_owned();
+    let (rc, out) = guest.ssh(&format!(
+        "A=/run/current-system/bin/fruix-agent; \
+         ( $A switch --confirm-timeout 60 /frx/store/{bad_system} >/dev/null 2>&1 & ); \
+         for i in $(seq 1 600); do grep -q '\"phase\": \"checking\"' /frx/var/fruix/switch.json 2>/dev/null && break; sleep 0.1; done; \
+         pkill -KILL -f 'switch --worker' ; sleep 0.5; \
+         $A switch --recover --json | grep -o '\"phase\": \"[a-z-]*\"' | head -n 1"
+    ));
+    v.check(
+        rc == 1 && out.trim() == "\"phase\": \"rolled-back\"",
+        format!("killed switch then --recover: rc={rc} {out:?}"),
+    );
+    v.expect(&report(guest), "generation", "2");
+
+    // gc after delete-generations --keep 1: verify clean.
+    let (rc, out) = guest.ssh(
+        "A=/run/current-system/bin/fruix-agent; $A delete-generations --keep 1 >/dev/null && $A gc --json && $A verify >/dev/null && echo verify-clean",
+    );
+    v.saw("gc", out.lines().next().unwrap_or_default());
+    v.check(
+        rc == 0 && out.trim_end().ends_with("verify-clean"),
+        format!("delete-generations, gc, verify: rc={rc} {out:?}"),
+    );
+}
