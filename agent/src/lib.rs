@@ -7,6 +7,7 @@ pub mod client;
 pub mod daemon;
 pub mod early;
 pub mod error;
+pub mod generations;
 pub mod hostkeys;
 pub mod init;
 pub mod markers;

@@ -4,7 +4,9 @@
 
 use fruix_agent::platform;
 
+mod gen_cmd;
 mod store_cmd;
+mod switch_cmd;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -104,33 +106,20 @@ enum Command {
     /// readiness checked; rolled back when not ready within the confirm
     /// timeout. Runs detached from the caller and follows it. Exit 0
     /// committed, 1 rolled back, 2 error or failed.
-    Switch {
-        /// The system item (/frx/store/NAME).
-        #[arg(value_name = "SYSTEM", required_unless_present_any = ["follow", "recover"])]
-        system: Option<String>,
-        /// Seconds the new generation has to become ready.
-        #[arg(long, default_value_t = 120, value_name = "S")]
-        confirm_timeout: u64,
-        /// Print what the switch would change; change nothing.
-        #[arg(long, conflicts_with_all = ["follow", "recover"])]
-        dry_run: bool,
-        /// Follow the switch with this id (after a lost connection).
-        #[arg(long, value_name = "ID", conflicts_with = "recover")]
-        follow: Option<String>,
-        /// Roll back a switch left unfinished (what the daemon's start does).
-        #[arg(long)]
-        recover: bool,
-        /// Print the switch's final state as JSON.
-        #[arg(long)]
-        json: bool,
-        /// The guest's root (a directory, for tests).
-        #[arg(long, default_value = "/", value_name = "DIR")]
-        root: PathBuf,
-        /// Run the switch in this process (what the detached worker is
-        /// started with).
-        #[arg(long, value_name = "ID", hide = true)]
-        worker: Option<String>,
-    },
+    Switch(switch_cmd::SwitchArgs),
+    /// List the generations: number, date, state, current and booted.
+    Generations(gen_cmd::ListArgs),
+    /// Switch back to the previous committed generation, through the same
+    /// gated switch. Exit as switch.
+    Rollback(gen_cmd::RollbackArgs),
+    /// Switch to generation N, through the same gated switch. Exit as
+    /// switch.
+    SwitchGeneration(gen_cmd::SwitchGenerationArgs),
+    /// Delete old generations (never the current or the booted one).
+    DeleteGenerations(gen_cmd::DeleteArgs),
+    /// Remove the store items no remaining generation needs (nor the
+    /// current or booted system); prints what it freed.
+    Gc(gen_cmd::GcArgs),
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
     Activate {
@@ -241,7 +230,7 @@ fn system_arg(system: Option<String>, root: &GuestRoot) -> Result<String> {
 
 /// `system` if it is `/frx/store/NAME` with NAME a store item name (no
 /// `..`, no extra `/`), else a one-line error naming it.
-fn checked_system(system: String) -> Result<String> {
+pub(crate) fn checked_system(system: String) -> Result<String> {
     use fruix_agent::error::AgentError;
     match fruix_agent::system::parse_system_path(&system) {
         Ok(_) => Ok(system),
@@ -323,127 +312,6 @@ fn probe(name: String, system: Option<String>, root: PathBuf, record: bool) -> R
     Ok(check.status == fruix_agent::checks::CheckStatus::Ok)
 }
 
-/// The arguments of `fruix-agent switch`.
-struct SwitchArgs {
-    system: Option<String>,
-    confirm_timeout: u64,
-    dry_run: bool,
-    follow: Option<String>,
-    recover: bool,
-    json: bool,
-    root: PathBuf,
-    worker: Option<String>,
-}
-
-fn switch(a: SwitchArgs) -> Result<bool> {
-    use fruix_agent::switch;
-    let root = GuestRoot::new(&a.root);
-    let timeout = std::time::Duration::from_secs(a.confirm_timeout.min(86_400));
-    let mut out = std::io::stdout().lock();
-    let end = if a.recover {
-        match switch::recover(&root)? {
-            Some(s) => s,
-            None => {
-                writeln!(out, "no unfinished switch")?;
-                return Ok(true);
-            }
-        }
-    } else if let Some(id) = a.worker {
-        let system = checked_system(a.system.context("--worker needs SYSTEM")?)?;
-        switch::run_worker(&root, &id, &system, timeout)?
-    } else if let Some(id) = a.follow {
-        let json = a.json;
-        switch::follow(&root, &id, None, &mut |e| print_event(json, e))?
-    } else {
-        let system = checked_system(a.system.context("SYSTEM is required")?)?;
-        // Refused here, before anything starts: a system that is not whole
-        // in the store.
-        fruix_agent::system::SystemView::load(&root, &system)?;
-        if a.dry_run {
-            let p = switch::dry_run::preview(&root, &system)?;
-            if a.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&p)?)?;
-            } else {
-                writeln!(out, "switch {} -> {}", p.from, p.to)?;
-                for (step, c) in &p.activation {
-                    writeln!(out, "would: {step}: {c}")?;
-                }
-                for (verb, names) in [
-                    ("start", &p.services.start),
-                    ("stop", &p.services.stop),
-                    ("restart", &p.services.restart),
-                ] {
-                    for n in names {
-                        writeln!(out, "would {verb} service {n}")?;
-                    }
-                }
-            }
-            return Ok(true);
-        }
-        let id = switch::new_id();
-        let exe = std::env::current_exe().context("the agent's own path")?;
-        let mut args = vec![
-            "switch".to_owned(),
-            "--worker".to_owned(),
-            id.clone(),
-            "--confirm-timeout".to_owned(),
-            a.confirm_timeout.to_string(),
-            "--root".to_owned(),
-            a.root.display().to_string(),
-        ];
-        args.push(system);
-        let mut child = switch::spawn_worker(&root, &exe, &args)?;
-        // The host follows by this id again after a lost connection.
-        if a.json {
-            eprintln!("switch {id} started");
-        } else {
-            writeln!(out, "switch {id} started")?;
-            out.flush()?;
-        }
-        let json = a.json;
-        switch::follow(&root, &id, Some(&mut child), &mut |e| print_event(json, e))?
-    };
-    if a.json {
-        writeln!(
-            out,
-            "{}",
-            String::from_utf8_lossy(&end.to_json()).trim_end()
-        )?;
-    } else {
-        writeln!(
-            out,
-            "switch {} {}: generation {}{}",
-            end.id,
-            end.phase.as_str(),
-            end.generation.map_or("none".into(), |g| g.to_string()),
-            end.reason
-                .as_ref()
-                .map(|r| format!(" ({r})"))
-                .unwrap_or_default()
-        )?;
-    }
-    match switch::exit_code(&end) {
-        0 => Ok(true),
-        1 => Ok(false),
-        _ => bail!(
-            "switch {} failed: {}",
-            end.id,
-            end.reason.as_deref().unwrap_or("no reason recorded")
-        ),
-    }
-}
-
-/// One progress line of a followed switch: on stdout, or on stderr when
-/// stdout carries the JSON.
-fn print_event(json: bool, e: &fruix_system::switch::Event) {
-    let line = format!("[{:>6} ms] {}: {}", e.ms, e.phase.as_str(), e.message);
-    if json {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
-    }
-}
-
 fn init(system: Option<String>) -> Result<bool> {
     let root = GuestRoot::new("/");
     // The boot path catches its own panics (init::guarded); this catches
@@ -506,25 +374,12 @@ fn main() -> ExitCode {
             root,
             record,
         } => probe(name, system, root, record),
-        Command::Switch {
-            system,
-            confirm_timeout,
-            dry_run,
-            follow,
-            recover,
-            json,
-            root,
-            worker,
-        } => switch(SwitchArgs {
-            system,
-            confirm_timeout,
-            dry_run,
-            follow,
-            recover,
-            json,
-            root,
-            worker,
-        }),
+        Command::Switch(a) => switch_cmd::run(a),
+        Command::Generations(a) => gen_cmd::list(a),
+        Command::Rollback(a) => gen_cmd::rollback(a),
+        Command::SwitchGeneration(a) => gen_cmd::switch_generation(a),
+        Command::DeleteGenerations(a) => gen_cmd::delete(a),
+        Command::Gc(a) => gen_cmd::gc(a),
         Command::Store(args) => store_cmd::run(args),
     };
     match result {

@@ -315,8 +315,16 @@ fn the_socket_survives_malformed_requests_and_idle_connections_in_little_memory(
         ("idle", rss_idle),
         ("end", rss_end),
     ] {
-        assert!(kib < 8 * 1024, "RSS {kib} KiB at {what}: over 8 MiB");
+        // The debug binary's own pages are most of it (8.3 MiB at start
+        // once the agent carried the store stream's reader and the switch);
+        // what this guards is growth under load: start, malformed, idle and
+        // end must stay within the same bound.
+        assert!(kib < 10 * 1024, "RSS {kib} KiB at {what}: over 10 MiB");
     }
+    assert!(
+        rss_end <= rss_start + 512,
+        "RSS grew from {rss_start} to {rss_end} KiB"
+    );
     assert!(fds_idle < 64 + 32, "{fds_idle} descriptors open");
     // About 7 s here; the bound only guards against a hang on a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(60));

@@ -24,7 +24,7 @@ pub use import::import_archive;
 pub use import::{DroppedBits, ImportOptions, ImportOutcome, derive_item, import_dir};
 pub use manifest::{Entry, EntryKind, Manifest};
 pub use name::ItemName;
-pub use root::{ItemInfo, StoreRoot};
+pub use root::{GC_PREFIX, ItemInfo, StoreRoot, remove_tree};
 pub use verify::{
     Depth, Finding, FindingKind, Report, VerifyOptions, verify_items, verify_root, verify_tree,
 };

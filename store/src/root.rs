@@ -21,6 +21,11 @@ pub const STATE_DIR: &str = "var/db/fruix";
 pub const MANIFESTS_DIR: &str = "var/db/fruix/manifests";
 /// Extension of manifest files.
 pub const MANIFEST_EXT: &str = ".mtree";
+/// The prefix of an item being collected, in the tmp directory: a gc
+/// renames the item there before it removes its manifest, so a manifest
+/// whose item is there is a collection in progress (not an item missing),
+/// and the next lock sweeps both.
+pub const GC_PREFIX: &str = "gc-";
 
 /// A store root: `ROOT/store/<item>` and `ROOT/var/db/fruix/manifests/<item>.mtree`.
 #[derive(Clone, Debug)]

@@ -16,11 +16,13 @@
 //! - [`ledger`]: the activation ledger (`/run/fruix/activation.json`),
 //!   written by activation, read by the agent's activation check.
 //! - [`switch`]: the state of a live switch (`/frx/var/fruix/switch.json`).
+//! - [`generations`]: the generation records (`/frx/var/fruix/generations.json`).
 
 pub mod closure;
 pub mod config;
 pub mod console;
 mod error;
+pub mod generations;
 pub mod hostkeys;
 pub mod ledger;
 pub mod report;

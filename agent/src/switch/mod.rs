@@ -80,20 +80,20 @@ pub enum SwitchError {
     Unknown(String),
 }
 
-/// What the switch records of a generation (see [`generations_set`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GenState {
-    /// Being tried.
-    Trying,
-    /// Ready: it stays.
-    Committed,
-    /// Not ready: rolled back.
-    RolledBack,
-}
+pub use fruix_system::generations::GenState;
 
-/// Records the state of generation `n` in the generation records.
+/// Records the state of generation `n` (the switch holds the lock). A
+/// record that cannot be written is logged, not fatal: the profile links
+/// and the switch state still say what happened.
 pub fn generations_set(root: &GuestRoot, n: Option<u64>, s: GenState) {
-    let _ = (root, n, s);
+    if let Some(n) = n
+        && let Err(e) = crate::generations::set_state(root, n, s)
+    {
+        eprintln!(
+            "fruix-agent switch: generation {n}: cannot record it {}: {e}",
+            s.as_str()
+        );
+    }
 }
 
 /// The report's switch facts: the current generation, and the last
@@ -155,6 +155,7 @@ pub fn run_worker(
     root: &GuestRoot,
     id: &str,
     to: &str,
+    generation: Option<u64>,
     confirm_timeout: Duration,
 ) -> Result<SwitchState, SwitchError> {
     let Some(_lock) = state::try_lock(root)? else {
@@ -170,7 +171,7 @@ pub fn run_worker(
             nix::sys::signal::SigHandler::SigIgn,
         );
     }
-    worker::run(root, id, to, confirm_timeout)
+    worker::run(root, id, to, generation, confirm_timeout)
 }
 
 /// Rolls back a switch found unfinished whose lock nobody holds (a worker

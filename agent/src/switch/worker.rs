@@ -57,6 +57,7 @@ pub fn run(
     root: &GuestRoot,
     id: &str,
     to: &str,
+    generation: Option<u64>,
     confirm_timeout: Duration,
 ) -> Result<SwitchState, SwitchError> {
     if let Some(prev) = state::load(root)?
@@ -102,8 +103,17 @@ pub fn run(
     // Activation of the new system: generation N+1.
     run.enter(Phase::Activating)?;
     let platform = fruix_activation::platform::native();
-    let ledger =
-        fruix_activation::activate_with(root, to, platform.as_ref(), ActivateOptions::default());
+    // An existing generation made current again (`rollback`,
+    // `switch-generation`), else a new one.
+    let ledger = fruix_activation::activate_with(
+        root,
+        to,
+        platform.as_ref(),
+        ActivateOptions {
+            generation,
+            ..ActivateOptions::default()
+        },
+    );
     run.state.generation = ledger.generation;
     let failed: Vec<String> = ledger
         .steps
