@@ -25,6 +25,33 @@ pub fn recheck(root: &GuestRoot) {
     }
 }
 
+/// [`recheck`], then waits (up to 15 s) until the daemon's published
+/// report shows the switch as `want` (`committed`, `rolled-back`), so that
+/// whoever asks right after the switch ends never reads a report of before
+/// it. A daemon that is not running is not waited for.
+pub fn recheck_and_wait(root: &GuestRoot, want: &str) {
+    if std::fs::metadata(root.path(DAEMON_PID)).is_err() {
+        return;
+    }
+    recheck(root);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        let shown = std::fs::read(root.path(crate::markers::STATUS_PATH))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::report::Report>(&b).ok())
+            .and_then(|r| {
+                r.fields
+                    .iter()
+                    .find(|(k, _)| k == "switch")
+                    .map(|(_, v)| v.clone())
+            });
+        if shown.as_deref() == Some(want) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// After the services of `old` were brought to those of `new` by `plan`:
 /// restarts the daemon into the new agent when the agent changed and
 /// Shepherd did not do it, else asks it to check again.

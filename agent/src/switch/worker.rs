@@ -163,7 +163,7 @@ pub fn run(
         ));
         super::generations_set(root, ledger.generation, super::GenState::Committed);
         run.enter(Phase::Committed)?;
-        notify::recheck(root);
+        notify::recheck_and_wait(root, "committed");
         return Ok(run.state);
     }
     run.state.failed_checks = failed_lines(&checks, &new_view.config.gate);
@@ -290,7 +290,7 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
         run.event(format!("after the rollback: {l}"));
     }
     run.enter(Phase::RolledBack)?;
-    notify::recheck(root);
+    notify::recheck_and_wait(root, "rolled-back");
     Ok(run.state)
 }
 
