@@ -31,8 +31,8 @@ fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
     if bad {
         services.push_str(
             "[services.bad]\n\
-             command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8082\", \"-h\", \"/nonexistent\"]\n\
-             ready = { http = \"http://127.0.0.1:8082/x\", timeout = 5 }\n\n",
+             command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8082\", \"-h\", \"/usr/share/common-licenses\"]\n\
+             ready = { http = \"http://127.0.0.1:8082/no-such-page\", timeout = 5 }\n\n",
         );
     }
     let package = format!(
@@ -182,7 +182,9 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     );
     v.check(
         j["switch"]["failed_checks"]
-            == serde_json::json!(["bad: service bad: http://127.0.0.1:8082/x answered 404"]),
+            == serde_json::json!([
+                "bad: service bad: http://127.0.0.1:8082/no-such-page answered 404"
+            ]),
         format!(
             "bad system's failed checks: {}",
             j["switch"]["failed_checks"]
@@ -209,8 +211,8 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
         rc == 0 && page.trim_end_matches('\n') == GPL3_FIRST,
         format!("web2 after the rollback: rc={rc}: {page:?}"),
     );
-    let (rc, _) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8082/x");
-    v.check(rc != 0, "the bad service still answers after the rollback");
+    let (rc, _) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8082/GPL-3");
+    v.check(rc != 0, "the bad service still runs after the rollback");
 
     // The worker killed mid-switch: `--recover` (what the next agent
     // start does) rolls it back. The bad system is in the store now; its
@@ -220,7 +222,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
         "A=/run/current-system/bin/fruix-agent; \
          ( $A switch --confirm-timeout 60 /frx/store/{bad_system} >/dev/null 2>&1 & ); \
          for i in $(seq 1 600); do grep -q '\"phase\": \"checking\"' /frx/var/fruix/switch.json 2>/dev/null && break; sleep 0.1; done; \
-         pkill -KILL -f 'switch --worker' ; sleep 0.5; \
+         pkill -KILL -f 'switch --worke[r]' ; sleep 0.5; \
          $A switch --recover --json | grep -o '\"phase\": \"[a-z-]*\"' | head -n 1"
     ));
     v.check(
@@ -229,13 +231,30 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     );
     v.expect(&report(guest), "generation", "2");
 
-    // gc after delete-generations --keep 1: verify clean.
+    // gc after delete-generations: the rolled-back generations (3, and 4
+    // of the killed switch) go, and with them the bad system's item; the
+    // store verifies clean.
     let (rc, out) = guest.ssh(
-        "A=/run/current-system/bin/fruix-agent; $A delete-generations --keep 1 >/dev/null && $A gc --json && $A verify >/dev/null && echo verify-clean",
+        "A=/run/current-system/bin/fruix-agent; $A delete-generations --keep 0 --json && $A gc --json && $A verify --metadata-only >/dev/null && echo verify-clean",
     );
-    v.saw("gc", out.lines().next().unwrap_or_default());
+    let lines: Vec<&str> = out.lines().collect();
+    v.saw("gc", lines.get(1).copied().unwrap_or_default());
     v.check(
-        rc == 0 && out.trim_end().ends_with("verify-clean"),
+        rc == 0 && lines.len() == 3 && lines[2] == "verify-clean",
         format!("delete-generations, gc, verify: rc={rc} {out:?}"),
+    );
+    v.check(
+        lines.first() == Some(&"{\"deleted\":[3,4]}"),
+        format!("delete-generations deleted {:?}", lines.first()),
+    );
+    let gc: serde_json::Value =
+        serde_json::from_str(lines.get(1).copied().unwrap_or("null")).unwrap_or_default();
+    let removed: Vec<&str> = gc["removed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r[0].as_str()).collect())
+        .unwrap_or_default();
+    v.check(
+        removed == [bad_system.as_str()],
+        format!("gc removed {removed:?}, expected the bad system {bad_system}"),
     );
 }
