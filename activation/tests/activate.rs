@@ -268,8 +268,13 @@ fn a_new_system_is_a_new_generation_and_stale_etc_entries_go() {
     assert_eq!(link(t.path(), "/frx/var/profiles/system-1"), first);
     assert_eq!(link(t.path(), "/frx/var/profiles/system"), "system-2");
     assert_eq!(link(t.path(), "/run/current-system"), second);
-    // Going back to the first system makes a third generation.
-    assert_eq!(activate(&root, &first, &os).generation, Some(3));
+    // Going back to the first system makes it generation 1 again: a
+    // system keeps its number (a reboot into the image's system after a
+    // live switch makes no new generation), and a third system is 3.
+    assert_eq!(activate(&root, &first, &os).generation, Some(1));
+    assert_eq!(link(t.path(), "/frx/var/profiles/system"), "system-1");
+    let third = system(t.path(), "three", &[]);
+    assert_eq!(activate(&root, &third, &os).generation, Some(3));
 }
 
 #[test]

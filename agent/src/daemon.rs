@@ -218,6 +218,10 @@ pub fn run(opts: &Options) -> io::Result<()> {
                             publish(opts, &mut state)?;
                         } else {
                             let _ = std::fs::remove_file(&sock);
+                            // No stale pid for a switch to signal later.
+                            let _ = std::fs::remove_file(
+                                opts.root.path(crate::switch::notify::DAEMON_PID),
+                            );
                             return Ok(());
                         }
                     }

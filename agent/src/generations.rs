@@ -129,6 +129,7 @@ pub fn delete(
             root.path(fruix_system::switch::SWITCH_LOCK),
         ));
     };
+    refuse_unfinished(root)?;
     let gens = list(root, booted)?;
     let others: Vec<&Generation> = gens.iter().filter(|g| !g.current && !g.booted).collect();
     let doomed: Vec<u64> = others
@@ -144,6 +145,18 @@ pub fn delete(
     r.generations.retain(|x| !doomed.contains(&x.number));
     save(root, &r)?;
     Ok(doomed)
+}
+
+/// A switch left unfinished may have half-activated a system no link
+/// names yet: nothing is deleted until it is finished.
+fn refuse_unfinished(root: &GuestRoot) -> Result<(), SwitchError> {
+    match state::load(root)? {
+        Some(s) if !s.phase.is_final() => Err(SwitchError::Unfinished {
+            id: s.id,
+            phase: s.phase.as_str(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// What a gc removed (or would).
@@ -175,6 +188,7 @@ pub fn gc(root: &GuestRoot, booted: Option<&str>, dry_run: bool) -> Result<GcRep
             root.path(fruix_system::switch::SWITCH_LOCK),
         ));
     };
+    refuse_unfinished(root)?;
     let store = StoreRoot::new(root.path("/frx"));
     let io = |e: fruix_store::StoreError| SwitchError::State(e.to_string());
     let _store_lock = if dry_run {

@@ -170,9 +170,10 @@ pub fn finish(out: &mut dyn Write, json: bool, end: &SwitchState) -> Result<bool
 /// stdout carries the JSON.
 fn print_event(json: bool, e: &Event) {
     let line = format!("[{:>6} ms] {}: {}", e.ms, e.phase.as_str(), e.message);
+    // A reader gone (a dropped session) must not end the follower here.
     if json {
-        eprintln!("{line}");
+        let _ = writeln!(std::io::stderr(), "{line}");
     } else {
-        println!("{line}");
+        let _ = writeln!(std::io::stdout(), "{line}");
     }
 }

@@ -176,11 +176,28 @@ fn a_switch_commits_rolls_back_recovers_and_gc_leaves_the_store_clean() {
     assert!(killed.success());
     let code = follower.wait().unwrap().code();
     assert_eq!(code, Some(2), "the follower of a killed worker exits 2");
-    let (code, j, err) = run(root, &["switch", "--recover", "--json"]);
-    assert_eq!(code, 1, "{err}");
-    assert_eq!(j["phase"], "rolled-back");
-    assert_eq!(j["reason"], "interrupted in phase checking");
+    // The next agent start (the daemon) finds it unfinished, its lock
+    // free, and rolls it back in a worker of its own.
+    let daemon = common::Daemon::start(root, &b);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let end = loop {
+        let s = fs::read_to_string(&state).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap_or_default();
+        if v["phase"] == "rolled-back" {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon's start never finished the switch: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(daemon);
+    assert_eq!(end["reason"], "interrupted in phase checking");
+    assert_eq!(end["generation"], 4);
     assert_eq!(current(root), b);
+    let (_, gens, _) = run(root, &["generations", "--json"]);
+    assert_eq!(gens[3]["state"], "rolled-back");
     let (code, _, _) = run(root, &["switch", "--recover", "--json"]);
     assert_eq!(code, 0, "nothing left to recover");
 
@@ -195,8 +212,8 @@ fn a_switch_commits_rolls_back_recovers_and_gc_leaves_the_store_clean() {
 
     // Keep only the current generation, then collect: b, c and slow go,
     // the kept generation's items stay, verification is clean.
-    let (code, j, _) = run(root, &["delete-generations", "--keep", "0", "--json"]);
-    assert_eq!(code, 0);
+    let (code, j, err) = run(root, &["delete-generations", "--keep", "0", "--json"]);
+    assert_eq!(code, 0, "{err}");
     assert_eq!(j["deleted"], serde_json::json!([2, 3, 4]));
     let store = StoreRoot::new(root.join("frx"));
     let sizes: u64 = [&b, &c, &slow]

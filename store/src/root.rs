@@ -149,11 +149,9 @@ impl StoreRoot {
             .open(&lock_path)
             .map_err(io(&lock_path, "open"))?;
         file.lock().map_err(io(&lock_path, "lock"))?;
-        let tmp = self.tmp_dir();
-        for name in read_dir_names(&tmp)? {
-            let p = tmp.join(name);
-            remove_tree(&p).map_err(io(&p, "remove stale work directory"))?;
-        }
+        // Manifests first: an item a gc renamed into tmp keeps its
+        // manifest until then, and verification accepts that pair only
+        // while both exist.
         let mdir = self.manifests_dir();
         for name in read_dir_names(&mdir)? {
             let Some(item) = name.to_str().and_then(|s| s.strip_suffix(MANIFEST_EXT)) else {
@@ -163,6 +161,11 @@ impl StoreRoot {
                 let p = mdir.join(&name);
                 fs::remove_file(&p).map_err(io(&p, "remove stale manifest"))?;
             }
+        }
+        let tmp = self.tmp_dir();
+        for name in read_dir_names(&tmp)? {
+            let p = tmp.join(name);
+            remove_tree(&p).map_err(io(&p, "remove stale work directory"))?;
         }
         Ok(RootLock { _file: file })
     }

@@ -349,27 +349,33 @@ pub fn switch_generation(
     back: Option<u64>,
 ) -> Result<(u64, Vec<String>), ActivationError> {
     let profiles = "/frx/var/profiles";
-    let mut newest: Option<(u64, String)> = None;
+    // Every generation link: its number and the system it names.
+    let mut existing: Vec<(u64, String)> = Vec::new();
     if let Ok(rd) = fs::read_dir(root.path(profiles)) {
         for e in rd.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(n) = name
                 .strip_prefix("system-")
                 .and_then(|n| n.parse::<u64>().ok())
-                && newest.as_ref().is_none_or(|(m, _)| n > *m)
             {
                 let t = fs::read_link(e.path())
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                newest = Some((n, t));
+                existing.push((n, t));
             }
         }
     }
-    let n = match (back, newest) {
-        (Some(b), _) => b,
-        (None, Some((n, t))) if t == system => n,
-        (None, Some((n, _))) => n + 1,
-        (None, None) => 1,
+    // A system that already is a generation (a reboot into the image's
+    // system after a switch, the same system activated again) keeps its
+    // number: the newest that names it. Else a new number.
+    let n = match back {
+        Some(b) => b,
+        None => existing
+            .iter()
+            .filter(|(_, t)| t == system)
+            .map(|(n, _)| *n)
+            .max()
+            .unwrap_or_else(|| existing.iter().map(|(n, _)| *n).max().unwrap_or(0) + 1),
     };
     let mut changes = Vec::new();
     let links = [

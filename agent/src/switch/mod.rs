@@ -75,6 +75,16 @@ pub enum SwitchError {
         /// Where it stopped.
         phase: &'static str,
     },
+    /// A switch is unfinished: deleting generations or items must wait.
+    #[error(
+        "switch {id} is unfinished (phase {phase}): finish it first (fruix-agent switch --recover)"
+    )]
+    Unfinished {
+        /// The switch's id.
+        id: String,
+        /// Where it stopped.
+        phase: &'static str,
+    },
     /// No switch with the id followed.
     #[error("no switch {0} is recorded")]
     Unknown(String),
@@ -93,6 +103,18 @@ pub fn generations_set(root: &GuestRoot, n: Option<u64>, s: GenState) {
             "fruix-agent switch: generation {n}: cannot record it {}: {e}",
             s.as_str()
         );
+    }
+}
+
+/// Records generation `n` as rolled back, if its record says a switch
+/// was trying it (or it has none).
+pub fn generations_rolled_back(root: &GuestRoot, n: Option<u64>) {
+    let Some(n) = n else { return };
+    let trying = crate::generations::records(root)
+        .map(|r| r.get(n).is_none_or(|x| x.state == GenState::Trying))
+        .unwrap_or(true);
+    if trying {
+        generations_set(root, Some(n), GenState::RolledBack);
     }
 }
 
@@ -171,7 +193,21 @@ pub fn run_worker(
             nix::sys::signal::SigHandler::SigIgn,
         );
     }
-    worker::run(root, id, to, generation, confirm_timeout)
+    match worker::run(root, id, to, generation, confirm_timeout) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // The switch must not stay half: what was saved of it is rolled
+            // back now, under the lock still held.
+            eprintln!("fruix-agent switch {id}: {e}; rolling back");
+            match state::load(root) {
+                Ok(Some(s)) if s.id == id && !s.phase.is_final() => {
+                    let _ = worker::recover_locked(root, s);
+                }
+                _ => {}
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Rolls back a switch found unfinished whose lock nobody holds (a worker
@@ -267,6 +303,13 @@ pub fn follow(
                 }
                 seen = s.events.len();
                 if s.phase.is_final() {
+                    // The worker ends once the daemon's report shows the
+                    // end too (`notify::recheck_and_wait`): wait for it, so
+                    // that whoever asks after us reads the new report.
+                    let until = Instant::now() + Duration::from_secs(20);
+                    while state::is_running(root)? && Instant::now() < until {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
                     return Ok(s);
                 }
                 if !state::is_running(root)? {
@@ -290,7 +333,11 @@ pub fn follow(
             _ => {
                 let gone = match worker.as_deref_mut() {
                     Some(w) => matches!(w.try_wait(), Ok(Some(_))),
-                    None => started.elapsed() > Duration::from_secs(10),
+                    // Followed by id: the worker may still be finishing an
+                    // earlier switch before it records this one.
+                    None => {
+                        started.elapsed() > Duration::from_secs(10) && !state::is_running(root)?
+                    }
                 };
                 if gone {
                     if state::load(root)?.is_some_and(|s| s.id == id) {

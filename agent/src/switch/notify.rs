@@ -14,15 +14,13 @@ use crate::system::SystemView;
 /// Where the daemon writes its pid.
 pub const DAEMON_PID: &str = "/run/fruix/agent.pid";
 
-/// Sends SIGHUP to the daemon, if it runs.
-pub fn recheck(root: &GuestRoot) {
+/// Sends SIGHUP to the daemon, if it runs; true when it was sent.
+pub fn recheck(root: &GuestRoot) -> bool {
     let pid = std::fs::read_to_string(root.path(DAEMON_PID))
         .ok()
         .and_then(|t| t.trim().parse::<i32>().ok())
         .filter(|p| *p > 1);
-    if let Some(p) = pid {
-        let _ = kill(Pid::from_raw(p), Signal::SIGHUP);
-    }
+    pid.is_some_and(|p| kill(Pid::from_raw(p), Signal::SIGHUP).is_ok())
 }
 
 /// [`recheck`], then waits (up to 15 s) until the daemon's published
@@ -30,10 +28,9 @@ pub fn recheck(root: &GuestRoot) {
 /// whoever asks right after the switch ends never reads a report of before
 /// it. A daemon that is not running is not waited for.
 pub fn recheck_and_wait(root: &GuestRoot, want: &str) {
-    if std::fs::metadata(root.path(DAEMON_PID)).is_err() {
+    if !recheck(root) {
         return;
     }
-    recheck(root);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     while std::time::Instant::now() < deadline {
         let shown = std::fs::read(root.path(crate::markers::STATUS_PATH))
@@ -61,7 +58,7 @@ pub fn follow_switch(root: &GuestRoot, old: &SystemView, new: &SystemView, plan:
         // The agent's service file names the agent item: a new agent is a
         // changed file, restarted with the other services.
         if !plan.restart.iter().any(|s| s == "fruix-agent") {
-            recheck(root);
+            let _ = recheck(root);
         }
         return;
     }
@@ -72,6 +69,6 @@ pub fn follow_switch(root: &GuestRoot, old: &SystemView, new: &SystemView, plan:
             .stdin(std::process::Stdio::null())
             .status();
     } else {
-        recheck(root);
+        let _ = recheck(root);
     }
 }

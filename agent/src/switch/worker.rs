@@ -115,6 +115,7 @@ pub fn run(
         },
     );
     run.state.generation = ledger.generation;
+    run.save()?;
     let failed: Vec<String> = ledger
         .steps
         .iter()
@@ -129,7 +130,9 @@ pub fn run(
         "activated generation {}",
         ledger.generation.unwrap_or(0)
     ));
-    super::generations_set(root, ledger.generation, super::GenState::Trying);
+    if generation.is_none() {
+        super::generations_set(root, ledger.generation, super::GenState::Trying);
+    }
 
     // Shepherd brought in line.
     run.enter(Phase::Services)?;
@@ -219,7 +222,11 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
     run.enter(Phase::RollingBack)?;
     let root = run.root;
     let from = run.state.from.clone();
-    let current = super::current_system(root).unwrap_or_else(|_| run.state.to.clone());
+    // The plan back is always the switch's own, `to` -> `from`, whatever
+    // an interrupted run had done of it (a rollback killed after its
+    // activation would otherwise find nothing to bring back): loading an
+    // old definition again, or starting a running service, is harmless.
+    let current = run.state.to.clone();
     let platform = fruix_activation::platform::native();
     let ledger = fruix_activation::activate_with(
         root,
@@ -244,7 +251,11 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
         "activated generation {} again",
         run.state.from_generation
     ));
-    super::generations_set(root, run.state.generation, super::GenState::RolledBack);
+    // Only a generation this switch was trying: a failed switch back to an
+    // existing committed generation leaves its record alone.
+    if run.state.generation != Some(run.state.from_generation) {
+        super::generations_rolled_back(root, run.state.generation);
+    }
     let files = (
         service_files(&root.path(&current)).unwrap_or_default(),
         service_files(&root.path(&from)).unwrap_or_default(),

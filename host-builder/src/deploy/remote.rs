@@ -70,6 +70,8 @@ impl Remote {
             self.identity.as_deref(),
             10,
         ));
+        // A silent network cut ends the session instead of hanging it.
+        c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]);
         c.arg(remote);
         c
     }

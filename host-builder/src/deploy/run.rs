@@ -246,7 +246,7 @@ pub fn follow(
     on_event: &mut dyn FnMut(&str),
 ) -> Result<SwitchState, DeployError> {
     // Activation, two readiness rounds and Shepherd's restarts, generously.
-    let deadline = Instant::now() + Duration::from_secs(confirm_timeout * 2 + 600);
+    let deadline = Instant::now() + Duration::from_secs(confirm_timeout.min(86_400) * 2 + 600);
     let mut id: Option<String> = None;
     let mut cmd = first.to_owned();
     let mut lost = 0;
