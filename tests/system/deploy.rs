@@ -95,14 +95,23 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     // The same system again: nothing sent, nothing changed.
     let same = declaration(example, &format!("{base}-deploy-same"), &[]);
     let (code, j, err) = deploy(guest, &same, &[]);
-    v.check(code == 0, format!("same-system deploy exited {code}: {err}"));
+    v.check(
+        code == 0,
+        format!("same-system deploy exited {code}: {err}"),
+    );
     v.check(
         j["missing"] == 0 && j["sent_bytes"] == 0,
-        format!("same-system deploy sent {} items, {} bytes", j["missing"], j["sent_bytes"]),
+        format!(
+            "same-system deploy sent {} items, {} bytes",
+            j["missing"], j["sent_bytes"]
+        ),
     );
     v.check(
         j["switch"]["phase"] == "committed" && j["switch"]["outcome"] == "unchanged",
-        format!("same-system switch: {} {}", j["switch"]["phase"], j["switch"]["outcome"]),
+        format!(
+            "same-system switch: {} {}",
+            j["switch"]["phase"], j["switch"]["outcome"]
+        ),
     );
     v.expect(&report(guest), "generation", "1");
 
@@ -111,10 +120,16 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     let (code, j, err) = deploy(guest, &good, &[]);
     v.saw("deploy_good_sent_bytes", &j["sent_bytes"]);
     v.saw("deploy_good_missing", &j["missing"]);
-    v.check(code == 0, format!("changed-system deploy exited {code}: {err}"));
+    v.check(
+        code == 0,
+        format!("changed-system deploy exited {code}: {err}"),
+    );
     v.check(
         j["missing"] == 2,
-        format!("changed system: {} items missing, expected 2 (system, deploy-note)", j["missing"]),
+        format!(
+            "changed system: {} items missing, expected 2 (system, deploy-note)",
+            j["missing"]
+        ),
     );
     v.check(
         j["switch"]["phase"] == "committed" && j["switch"]["generation"] == 2,
@@ -125,7 +140,10 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     );
     v.check(
         j["switch"]["services"]["start"] == serde_json::json!(["web2"]),
-        format!("changed system started {}", j["switch"]["services"]["start"]),
+        format!(
+            "changed system started {}",
+            j["switch"]["services"]["start"]
+        ),
     );
     let good_system = j["system"].as_str().unwrap_or_default().to_owned();
     let (rc, page) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8081/GPL-3 | head -n 1");
@@ -151,7 +169,10 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     // A system whose gating service never becomes ready: rolled back.
     let bad = changed(example, &format!("{base}-deploy-bad"), true);
     let (code, j, err) = deploy(guest, &bad, &[]);
-    v.check(code == 1, format!("bad-system deploy exited {code}, expected 1: {err}"));
+    v.check(
+        code == 1,
+        format!("bad-system deploy exited {code}, expected 1: {err}"),
+    );
     v.check(
         j["switch"]["phase"] == "rolled-back" && j["switch"]["generation"] == 3,
         format!(
@@ -162,11 +183,17 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     v.check(
         j["switch"]["failed_checks"]
             == serde_json::json!(["bad: service bad: http://127.0.0.1:8082/x answered 404"]),
-        format!("bad system's failed checks: {}", j["switch"]["failed_checks"]),
+        format!(
+            "bad system's failed checks: {}",
+            j["switch"]["failed_checks"]
+        ),
     );
     v.check(
         j["switch"]["outcome"] == "ready",
-        format!("after the rollback the old generation is {}", j["switch"]["outcome"]),
+        format!(
+            "after the rollback the old generation is {}",
+            j["switch"]["outcome"]
+        ),
     );
     let r = report(guest);
     for (k, want) in [

@@ -84,11 +84,7 @@ impl Remote {
 
     /// Runs `remote`, feeding `input` its standard input (nothing when
     /// `None`), and returns what it printed. Exit 255 is ssh's own failure.
-    pub fn run(
-        &self,
-        remote: &str,
-        input: Option<&mut Feed<'_>>,
-    ) -> Result<Output, RemoteError> {
+    pub fn run(&self, remote: &str, input: Option<&mut Feed<'_>>) -> Result<Output, RemoteError> {
         let mut c = self.command(remote);
         c.stdin(if input.is_some() {
             Stdio::piped()
