@@ -393,7 +393,7 @@ case!(
     gate_names_unknown_check,
     "gate = [\"sshd\", \"smoke\"]",
     "gate = [\"sshd\", \"smok\"]",
-    "FILE:35:17: `agent.gate`: 'smok' is neither a built-in check (sshd, shepherd, store, compat-shims, runtime-slice, activation) nor a declared probe"
+    "FILE:35:17: `agent.gate`: 'smok' is neither a built-in check (sshd, shepherd, store, compat-shims, runtime-slice, activation) nor a declared probe or service"
 );
 case!(
     probe_without_program,
@@ -671,3 +671,100 @@ fn the_examples_are_valid() {
         );
     }
 }
+
+/// Declared services: each case puts one `[services.NAME]` table (from
+/// line 23) before the groups.
+macro_rules! service_case {
+    ($name:ident, $table:expr, $want:expr) => {
+        #[test]
+        fn $name() {
+            refused("[[groups]]", &format!("{}\n\n[[groups]]", $table), $want);
+        }
+    };
+}
+
+#[test]
+fn a_declared_service_is_valid_and_can_be_gated() {
+    let (_t, file) = workdir();
+    let text = VALID
+        .replace(
+            "[[groups]]",
+            "[services.web]\ncommand = [\"/usr/bin/busybox\", \"httpd\", \"-f\"]\nrequirement = [\"network\", \"sshd\"]\nuser = \"alice\"\ngroup = \"staff\"\nenvironment = { LANG = \"C.UTF-8\" }\nready = { http = \"http://127.0.0.1:8080/GPL-3\", timeout = 60 }\n\n[[groups]]",
+        )
+        .replace("gate = [\"sshd\", \"smoke\"]", "gate = [\"sshd\", \"smoke\", \"web\"]");
+    let l = parse(&file, &text).unwrap();
+    let web = l.decl.services.declared.values().next().unwrap();
+    assert!(web.respawn);
+    assert_eq!(*web.ready.as_ref().unwrap().get_ref().timeout.get_ref(), 60);
+}
+
+service_case!(
+    service_unknown_field,
+    "[services.web]\ncommand = [\"/bin/true\"]\nrespawns = false",
+    "FILE:25:1: unknown field `respawns`, expected one of `command`, `requirement`, `user`, `group`, `environment`, `directory`, `respawn`, `log-file`, `ready`"
+);
+service_case!(
+    service_bad_name,
+    "[services.Web]\ncommand = [\"/bin/true\"]",
+    "FILE:23:11: `services.Web`: 'Web' is not a service name (lower-case letters, digits and '-', starting with a letter)"
+);
+service_case!(
+    service_reserved_name,
+    "[services.network]\ncommand = [\"/bin/true\"]",
+    "FILE:23:11: `services.network`: 'network' is reserved or the name of a built-in check or probe"
+);
+service_case!(
+    service_probe_name,
+    "[services.smoke]\ncommand = [\"/bin/true\"]",
+    "FILE:23:11: `services.smoke`: 'smoke' is reserved or the name of a built-in check or probe"
+);
+service_case!(
+    service_relative_command,
+    "[services.web]\ncommand = [\"busybox\", \"httpd\"]",
+    "FILE:24:12: `services.web.command`: 'busybox' is not an absolute path"
+);
+service_case!(
+    service_empty_command,
+    "[services.web]\ncommand = []",
+    "FILE:24:11: `services.web.command`: has no program"
+);
+service_case!(
+    service_unknown_requirement,
+    "[services.web]\ncommand = [\"/bin/true\"]\nrequirement = [\"db\"]",
+    "FILE:25:16: `services.web.requirement`: 'db' is neither network, sshd nor a declared service"
+);
+service_case!(
+    service_cycle,
+    "[services.a]\ncommand = [\"/bin/true\"]\nrequirement = [\"b\"]\n\n[services.b]\ncommand = [\"/bin/true\"]\nrequirement = [\"a\"]",
+    "FILE:29:16: `services.b.requirement`: makes a cycle: a -> b -> a"
+);
+service_case!(
+    service_bad_url,
+    "[services.web]\ncommand = [\"/bin/true\"]\nready = { http = \"https://example.org/\" }",
+    "FILE:25:18: `services.web.ready.http`: 'https://example.org/' is not an http URL of this machine (http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH)"
+);
+service_case!(
+    service_two_ready_kinds,
+    "[services.web]\ncommand = [\"/bin/true\"]\nready = { tcp = 8080, http = \"http://127.0.0.1:8080/\" }",
+    "FILE:25:9: `services.web.ready`: give exactly one of tcp, http and command"
+);
+service_case!(
+    service_bad_timeout,
+    "[services.web]\ncommand = [\"/bin/true\"]\nready = { tcp = 8080, timeout = 0 }",
+    "FILE:25:33: `services.web.ready.timeout`: 0 is outside 1 to 3600 seconds"
+);
+service_case!(
+    service_unknown_user,
+    "[services.web]\ncommand = [\"/bin/true\"]\nuser = \"bob\"",
+    "FILE:25:8: `services.web.user`: 'bob' is neither root nor a declared user"
+);
+service_case!(
+    service_relative_log_file,
+    "[services.web]\ncommand = [\"/bin/true\"]\nlog-file = \"web.log\"",
+    "FILE:25:12: `services.web.log-file`: 'web.log' is not an absolute path"
+);
+service_case!(
+    service_control_character,
+    "[services.web]\ncommand = [\"/bin/true\", \"a\\nb\"]",
+    "FILE:24:25: `services.web.command`: \"a\\nb\" has a control character (U+000A)"
+);

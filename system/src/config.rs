@@ -55,6 +55,86 @@ pub struct SystemConfig {
     /// Command probes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeConfig>,
+    /// Declared services the agent checks (absent in files written before
+    /// services could be declared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// A declared service, as the agent checks it: running per Shepherd, then
+/// its readiness check within `timeout` seconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// The service's name in Shepherd and in the report.
+    pub name: String,
+    /// Its readiness check; none: running is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<ReadyCheck>,
+    /// Seconds the agent retries the check before it counts as failed.
+    pub timeout: u64,
+}
+
+/// How the agent knows a declared service is ready.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadyCheck {
+    /// A TCP connection to 127.0.0.1:PORT is accepted.
+    Tcp {
+        /// The port.
+        port: u16,
+    },
+    /// An HTTP/1.0 GET of the URL answers 2xx.
+    Http {
+        /// `http://127.0.0.1:PORT/PATH` (see [`HttpUrl`]).
+        url: String,
+    },
+    /// The command exits 0.
+    Command {
+        /// Program and arguments.
+        argv: Vec<String>,
+    },
+}
+
+/// An `http://` URL of this machine, the only kind a readiness check may
+/// name: host `127.0.0.1` or `localhost`, an optional port (default 80),
+/// a path without spaces or control characters (default `/`). The
+/// declaration checks and the agent parse it with the same code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// `127.0.0.1` or `localhost`.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// The path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpUrl {
+    /// Parses `url`; `None` when it is not such a URL.
+    pub fn parse(url: &str) -> Option<HttpUrl> {
+        let rest = url.strip_prefix("http://")?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.split_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                (h, p.parse::<u16>().ok().filter(|p| *p != 0)?)
+            }
+            Some(_) => return None,
+            None => (authority, 80),
+        };
+        if !matches!(host, "127.0.0.1" | "localhost")
+            || path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return None;
+        }
+        Some(HttpUrl {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
 }
 
 /// sshd settings.
@@ -242,6 +322,86 @@ mod tests {
                 timeout: 60,
                 environment: [("A B".to_owned(), "x\"y".to_owned())].into(),
             }],
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn services_round_trip_and_old_files_have_none() {
+        let mut c = sample();
+        c.probes.clear();
+        c.services = vec![
+            ServiceConfig {
+                name: "web".into(),
+                ready: Some(ReadyCheck::Http {
+                    url: "http://127.0.0.1:8080/GPL-3".into(),
+                }),
+                timeout: 60,
+            },
+            ServiceConfig {
+                name: "db".into(),
+                ready: Some(ReadyCheck::Tcp { port: 5432 }),
+                timeout: 30,
+            },
+            ServiceConfig {
+                name: "job".into(),
+                ready: Some(ReadyCheck::Command {
+                    argv: vec!["/bin/test".into(), "-e".into(), "/run/\"x\"".into()],
+                }),
+                timeout: 5,
+            },
+            ServiceConfig {
+                name: "plain".into(),
+                ready: None,
+                timeout: 30,
+            },
+        ];
+        let text = c.to_toml().unwrap();
+        assert!(
+            text.ends_with(
+                "[[services]]\nname = \"web\"\ntimeout = 60\n\n[services.ready.http]\nurl = \"http://127.0.0.1:8080/GPL-3\"\n\n\
+                 [[services]]\nname = \"db\"\ntimeout = 30\n\n[services.ready.tcp]\nport = 5432\n\n\
+                 [[services]]\nname = \"job\"\ntimeout = 5\n\n[services.ready.command]\nargv = [\"/bin/test\", \"-e\", '/run/\"x\"']\n\n\
+                 [[services]]\nname = \"plain\"\ntimeout = 30\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(SystemConfig::parse(&text, Path::new("x")).unwrap(), c);
+        let old = sample().to_toml().unwrap();
+        assert_eq!(
+            SystemConfig::parse(&old, Path::new("x")).unwrap().services,
+            vec![]
+        );
+    }
+
+    #[test]
+    fn http_urls_of_this_machine_only() {
+        assert_eq!(
+            HttpUrl::parse("http://127.0.0.1:8082/x?y=1"),
+            Some(HttpUrl {
+                host: "127.0.0.1".into(),
+                port: 8082,
+                path: "/x?y=1".into()
+            })
+        );
+        assert_eq!(
+            HttpUrl::parse("http://localhost"),
+            Some(HttpUrl {
+                host: "localhost".into(),
+                port: 80,
+                path: "/".into()
+            })
+        );
+        for bad in [
+            "https://127.0.0.1/",
+            "http://10.0.0.1:80/",
+            "http://127.0.0.1:0/",
+            "http://127.0.0.1:99999/",
+            "http://127.0.0.1:/",
+            "http://127.0.0.1:80/a b",
+            "http://user@127.0.0.1/",
+        ] {
+            assert_eq!(HttpUrl::parse(bad), None, "{bad}");
         }
     }
 

@@ -30,7 +30,8 @@ pub mod switch;
 
 pub use closure::{ClosureEntry, Origin, Role};
 pub use config::{
-    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, SshdConfig, SystemConfig, guile_env,
+    DeclaredAccounts, DeclaredGroup, DeclaredUser, HttpUrl, ProbeConfig, ReadyCheck, ServiceConfig,
+    SshdConfig, SystemConfig, guile_env,
 };
 pub use error::{FormatError, chain};
 pub use hostkeys::{HostKey, HostKeyWatch};

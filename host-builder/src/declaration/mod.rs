@@ -8,6 +8,7 @@
 
 mod error;
 mod load;
+mod services;
 mod size;
 pub mod validate;
 
@@ -20,6 +21,7 @@ use toml::Spanned;
 
 pub use error::DeclError;
 pub use load::{load, parse};
+pub use services::{Ready, Service};
 pub use size::{ByteSize, parse_size};
 pub use validate::compile_glob;
 
@@ -179,12 +181,14 @@ pub struct Materialize {
     pub rules: Vec<String>,
 }
 
-/// The services of the system.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// The services of the system: `[services.sshd]` and any number of
+/// declared `[services.NAME]` tables (read by [`services`]).
+#[derive(Clone, Debug, Default)]
 pub struct Services {
     /// The SSH daemon.
     pub sshd: Option<Sshd>,
+    /// Declared services, by name.
+    pub declared: BTreeMap<Spanned<String>, Service>,
 }
 
 /// The SSH daemon. Host keys are made at first boot, never in the image.

@@ -35,7 +35,8 @@ use std::path::Path;
 use fruix_store::{ItemName, StoreRoot};
 use fruix_system::closure::{self, ClosureEntry, Role};
 use fruix_system::config::{
-    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, SshdConfig, SystemConfig,
+    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, ReadyCheck, ServiceConfig,
+    SshdConfig, SystemConfig,
 };
 
 use super::packages::{Origin, Realized};
@@ -327,6 +328,45 @@ fn agent_config(
                 })
             })
             .collect::<Result<_, BuildError>>()?,
+        services: d
+            .services
+            .declared
+            .iter()
+            .map(|(k, s)| service_config(k.get_ref(), s))
+            .collect::<Result<_, BuildError>>()?,
+    })
+}
+
+/// What the agent needs to check a declared service.
+fn service_config(
+    name: &str,
+    s: &crate::declaration::Service,
+) -> Result<ServiceConfig, BuildError> {
+    let ready = s.ready.as_ref().map(|r| r.get_ref());
+    let check = match ready {
+        None => None,
+        Some(r) => Some(if let Some(p) = &r.tcp {
+            ReadyCheck::Tcp {
+                port: number(*p.get_ref(), "ready tcp port")?,
+            }
+        } else if let Some(u) = &r.http {
+            ReadyCheck::Http {
+                url: u.get_ref().clone(),
+            }
+        } else {
+            ReadyCheck::Command {
+                argv: r
+                    .command
+                    .as_ref()
+                    .map(|c| values(c.get_ref()))
+                    .unwrap_or_default(),
+            }
+        }),
+    };
+    Ok(ServiceConfig {
+        name: name.to_owned(),
+        ready: check,
+        timeout: number(ready.map_or(30, |r| *r.timeout.get_ref()), "ready timeout")?,
     })
 }
 

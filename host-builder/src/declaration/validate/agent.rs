@@ -8,8 +8,13 @@ use crate::declaration::error::{DeclError, Locator};
 use crate::declaration::{AgentSettings, BUILTIN_CHECKS};
 
 /// Checks the probes (names, commands, environments, timeouts), then that
-/// each gate entry is a built-in check or a declared probe.
-pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclError> {
+/// each gate entry is a built-in check, a declared probe or a declared
+/// service.
+pub(super) fn check(
+    at: &Locator<'_>,
+    agent: &AgentSettings,
+    services: &[&str],
+) -> Result<(), DeclError> {
     let mut probes = HashSet::new();
     for p in &agent.probes {
         let n = p.name.get_ref();
@@ -63,11 +68,11 @@ pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclE
     }
     for g in &agent.gate {
         let n = g.get_ref().as_str();
-        if !BUILTIN_CHECKS.contains(&n) && !probes.contains(n) {
+        if !BUILTIN_CHECKS.contains(&n) && !probes.contains(n) && !services.contains(&n) {
             return Err(at.error(
                 &g.span(),
                 format!(
-                    "`agent.gate`: '{n}' is neither a built-in check ({}) nor a declared probe",
+                    "`agent.gate`: '{n}' is neither a built-in check ({}) nor a declared probe or service",
                     BUILTIN_CHECKS.join(", ")
                 ),
             ));
@@ -78,7 +83,7 @@ pub(super) fn check(at: &Locator<'_>, agent: &AgentSettings) -> Result<(), DeclE
 
 /// Whether `n` is a name `env` and the shells take: `[A-Za-z_][A-Za-z0-9_]*`
 /// (so no `=`, which would move the split between name and value).
-fn valid_env_name(n: &str) -> bool {
+pub(super) fn valid_env_name(n: &str) -> bool {
     let b = n.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')

@@ -35,7 +35,14 @@ pub(super) fn check(at: &Locator<'_>, decl: Declaration) -> Result<Loaded, DeclE
     services::check(at, &decl.services)?;
     accounts::check(at, &decl.groups, &decl.users)?;
     system::check_setuid_programs(at, &decl.setuid_programs)?;
-    agent::check(at, &decl.agent)?;
+    services::check_declared(at, &decl)?;
+    let declared: Vec<&str> = decl
+        .services
+        .declared
+        .keys()
+        .map(|k| k.get_ref().as_str())
+        .collect();
+    agent::check(at, &decl.agent, &declared)?;
     let sizes = image::check(at, &decl.image, &decl.os)?;
 
     Ok(Loaded {
