@@ -11,7 +11,9 @@ use fruix_store::{ItemName, StoreRoot};
 use fruix_system::generations::{GENERATIONS_PATH, GenState, Generation, Record, Records, rfc3339};
 use serde::Serialize;
 
-use crate::switch::{SwitchError, state};
+use crate::switch::error::SwitchError;
+use crate::switch::state;
+pub use fruix_system::generations::GenState as State;
 
 /// Where the profile links are.
 pub const PROFILES: &str = "/frx/var/profiles";
@@ -46,7 +48,7 @@ pub fn set_state(root: &GuestRoot, n: u64, s: GenState) -> Result<(), SwitchErro
     let created = r
         .get(n)
         .filter(|x| x.system == system)
-        .map_or_else(crate::switch::now_s, |x| x.created);
+        .map_or_else(state::now_s, |x| x.created);
     r.set(Record {
         number: n,
         system,
@@ -81,7 +83,7 @@ fn links(root: &GuestRoot) -> Result<Vec<(u64, String)>, SwitchError> {
 /// The generations, oldest first. `booted` is the boot line's system.
 pub fn list(root: &GuestRoot, booted: Option<&str>) -> Result<Vec<Generation>, SwitchError> {
     let r = records(root)?;
-    let current = crate::switch::generation_of(root);
+    let current = state::generation_of(root);
     Ok(links(root)?
         .into_iter()
         .map(|(n, system)| {
@@ -238,4 +240,30 @@ fn collect(store: &StoreRoot, name: &ItemName) -> Result<(), SwitchError> {
     fs::remove_file(&m).map_err(io(m.clone()))?;
     fruix_store::remove_tree(&trash).map_err(io(trash.clone()))?;
     Ok(())
+}
+
+/// Records the state of generation `n` (the switch holds the lock). A
+/// record that cannot be written is logged, not fatal: the profile links
+/// and the switch state still say what happened.
+pub fn generations_set(root: &GuestRoot, n: Option<u64>, s: State) {
+    if let Some(n) = n
+        && let Err(e) = set_state(root, n, s)
+    {
+        eprintln!(
+            "fruix-agent switch: generation {n}: cannot record it {}: {e}",
+            s.as_str()
+        );
+    }
+}
+
+/// Records generation `n` as rolled back, if its record says a switch
+/// was trying it (or it has none).
+pub fn generations_rolled_back(root: &GuestRoot, n: Option<u64>) {
+    let Some(n) = n else { return };
+    let trying = records(root)
+        .map(|r| r.get(n).is_none_or(|x| x.state == State::Trying))
+        .unwrap_or(true);
+    if trying {
+        generations_set(root, Some(n), State::RolledBack);
+    }
 }

@@ -12,111 +12,21 @@
 //! error. `--follow ID` follows a running switch again after a reconnect.
 
 pub mod dry_run;
+pub mod error;
 pub mod notify;
 pub mod plan;
 pub mod state;
 pub mod worker;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fruix_activation::GuestRoot;
 use fruix_system::switch::{Event, Phase, SWITCH_LOG, SwitchState};
 
-use crate::checks::shepherd::ShepherdError;
-use crate::error::AgentError;
-
-/// Why a switch could not be run or followed.
-#[derive(Debug, thiserror::Error)]
-pub enum SwitchError {
-    /// Another switch holds the lock.
-    #[error("another switch is running (lock {})", .0.display())]
-    Busy(PathBuf),
-    /// A file could not be used.
-    #[error("{}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The state could not be written.
-    #[error("switch state: {0}")]
-    State(String),
-    /// The state file does not parse.
-    #[error(transparent)]
-    Format(#[from] fruix_system::FormatError),
-    /// A system item could not be read.
-    #[error(transparent)]
-    System(#[from] AgentError),
-    /// Shepherd refused a command.
-    #[error(transparent)]
-    Shepherd(#[from] ShepherdError),
-    /// The worker ended before it recorded the switch.
-    #[error("switch {id}: the worker ended before starting ({log}: {tail})")]
-    WorkerGone {
-        /// The switch's id.
-        id: String,
-        /// Its log.
-        log: String,
-        /// The log's last line.
-        tail: String,
-    },
-    /// The worker ended, or was killed, before the switch did.
-    #[error(
-        "switch {id}: interrupted in phase {phase}; the next agent start rolls it back (fruix-agent switch --recover)"
-    )]
-    Interrupted {
-        /// The switch's id.
-        id: String,
-        /// Where it stopped.
-        phase: &'static str,
-    },
-    /// A switch is unfinished: deleting generations or items must wait.
-    #[error(
-        "switch {id} is unfinished (phase {phase}): finish it first (fruix-agent switch --recover)"
-    )]
-    Unfinished {
-        /// The switch's id.
-        id: String,
-        /// Where it stopped.
-        phase: &'static str,
-    },
-    /// No switch with the id followed.
-    #[error("no switch {0} is recorded")]
-    Unknown(String),
-}
-
-pub use fruix_system::generations::GenState;
-
-/// Records the state of generation `n` (the switch holds the lock). A
-/// record that cannot be written is logged, not fatal: the profile links
-/// and the switch state still say what happened.
-pub fn generations_set(root: &GuestRoot, n: Option<u64>, s: GenState) {
-    if let Some(n) = n
-        && let Err(e) = crate::generations::set_state(root, n, s)
-    {
-        eprintln!(
-            "fruix-agent switch: generation {n}: cannot record it {}: {e}",
-            s.as_str()
-        );
-    }
-}
-
-/// Records generation `n` as rolled back, if its record says a switch
-/// was trying it (or it has none).
-pub fn generations_rolled_back(root: &GuestRoot, n: Option<u64>) {
-    let Some(n) = n else { return };
-    let trying = crate::generations::records(root)
-        .map(|r| r.get(n).is_none_or(|x| x.state == GenState::Trying))
-        .unwrap_or(true);
-    if trying {
-        generations_set(root, Some(n), GenState::RolledBack);
-    }
-}
+pub use error::SwitchError;
+pub use state::{current_system, generation_of, now_s};
 
 /// The report's switch facts: the current generation, and the last
 /// switch's end (or `in-progress`) and reason.
@@ -136,34 +46,6 @@ pub fn facts(root: &GuestRoot, facts: &mut crate::report::Facts) {
             facts.switch_reason = Some(e.to_string());
         }
     }
-}
-
-/// Seconds since the epoch.
-pub fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The current system: where `/frx/var/current-system` points (kept on
-/// the root, so it is right after a reboot too).
-pub fn current_system(root: &GuestRoot) -> Result<String, SwitchError> {
-    let p = root.path("/frx/var/current-system");
-    let t = std::fs::read_link(&p).map_err(|source| SwitchError::Io { path: p, source })?;
-    let t = t.to_string_lossy().into_owned();
-    crate::system::parse_system_path(&t)?;
-    Ok(t)
-}
-
-/// The current generation's number, from the profile link
-/// (`/frx/var/profiles/system -> system-N`).
-pub fn generation_of(root: &GuestRoot) -> Option<u64> {
-    std::fs::read_link(root.path("/frx/var/profiles/system"))
-        .ok()?
-        .to_str()?
-        .strip_prefix("system-")?
-        .parse()
-        .ok()
 }
 
 /// A new switch id: the time and the pid of the process that makes it.

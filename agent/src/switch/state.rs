@@ -12,7 +12,7 @@ use fruix_activation::GuestRoot;
 use fruix_system::switch::{SWITCH_LOCK, SWITCH_PATH, SwitchState};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::SwitchError;
+use super::error::SwitchError;
 
 /// The directory of the state, the lock and the log.
 pub const STATE_DIR: &str = "/frx/var/fruix";
@@ -70,6 +70,34 @@ pub fn save(root: &GuestRoot, state: &SwitchState) -> Result<(), SwitchError> {
     root.write_if_changed(SWITCH_PATH, &state.to_json(), 0o644, None)
         .map_err(|e| SwitchError::State(e.to_string()))?;
     Ok(())
+}
+
+/// Seconds since the epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The current system: where `/frx/var/current-system` points (kept on
+/// the root, so it is right after a reboot too).
+pub fn current_system(root: &GuestRoot) -> Result<String, SwitchError> {
+    let p = root.path("/frx/var/current-system");
+    let t = std::fs::read_link(&p).map_err(|source| SwitchError::Io { path: p, source })?;
+    let t = t.to_string_lossy().into_owned();
+    crate::system::parse_system_path(&t)?;
+    Ok(t)
+}
+
+/// The current generation's number, from the profile link
+/// (`/frx/var/profiles/system -> system-N`).
+pub fn generation_of(root: &GuestRoot) -> Option<u64> {
+    std::fs::read_link(root.path("/frx/var/profiles/system"))
+        .ok()?
+        .to_str()?
+        .strip_prefix("system-")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

@@ -131,7 +131,11 @@ pub fn run(
         ledger.generation.unwrap_or(0)
     ));
     if generation.is_none() {
-        super::generations_set(root, ledger.generation, super::GenState::Trying);
+        crate::generations::generations_set(
+            root,
+            ledger.generation,
+            crate::generations::State::Trying,
+        );
     }
 
     // Shepherd brought in line.
@@ -164,7 +168,11 @@ pub fn run(
             ledger.generation.unwrap_or(0),
             outcome.as_str()
         ));
-        super::generations_set(root, ledger.generation, super::GenState::Committed);
+        crate::generations::generations_set(
+            root,
+            ledger.generation,
+            crate::generations::State::Committed,
+        );
         run.enter(Phase::Committed)?;
         notify::recheck_and_wait(root, "committed");
         return Ok(run.state);
@@ -254,7 +262,7 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
     // Only a generation this switch was trying: a failed switch back to an
     // existing committed generation leaves its record alone.
     if run.state.generation != Some(run.state.from_generation) {
-        super::generations_rolled_back(root, run.state.generation);
+        crate::generations::generations_rolled_back(root, run.state.generation);
     }
     let files = (
         service_files(&root.path(&current)).unwrap_or_default(),

@@ -4,11 +4,10 @@
 use std::io::{self, Read};
 
 use super::error::{ItemFault, TransferError};
-use super::frame::{FrameReader, Record};
-use super::receive::{Copy, fault, inside};
+use super::frame::{FrameReader, ReadError, Record};
 use crate::escape::escape;
 use crate::import::{ItemBuilder, write_item_file};
-use crate::manifest::{Entry, EntryKind, check_path};
+use crate::manifest::{Entry, EntryKind, Manifest, check_path};
 
 /// The most bytes of files the system item may bring: it holds
 /// configuration and manifests, and nothing bounds its files otherwise.
@@ -212,4 +211,29 @@ impl<R: Read> Read for Stash<'_, R> {
             }
         }
     }
+}
+
+/// A closure item's manifest as the system item has it.
+pub(super) struct Copy {
+    pub(super) manifest: Manifest,
+    pub(super) bytes: Vec<u8>,
+}
+
+/// An item's fault as the stream's error.
+pub(super) fn fault(item: &str, fault: ItemFault) -> TransferError {
+    TransferError::Item {
+        item: item.to_owned(),
+        fault,
+    }
+}
+
+pub(super) fn inside(e: ReadError, item: &str) -> TransferError {
+    fault(
+        item,
+        match e {
+            ReadError::Truncated => ItemFault::Truncated,
+            ReadError::Io(e) => ItemFault::Unreadable(e.to_string()),
+            ReadError::Bad(m) => ItemFault::Bad(m),
+        },
+    )
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::codec::decompressor;
-use super::entries::{Ctx, discard, entries};
+use super::entries::{Copy, Ctx, discard, entries, fault};
 use super::error::{ItemFault, TransferError};
 use super::frame::{FrameReader, ReadError, Record};
 use super::{MANIFEST_COPIES, is_whole};
@@ -52,12 +52,6 @@ pub struct Summary {
 struct Expect {
     dir: PathBuf,
     closure: BTreeSet<ItemName>,
-}
-
-/// A closure item's manifest as the system item has it.
-pub(super) struct Copy {
-    pub(super) manifest: Manifest,
-    bytes: Vec<u8>,
 }
 
 /// Reads a zstd-compressed stream into `root` (see [`receive`]); bytes
@@ -122,24 +116,6 @@ fn outside(e: ReadError, last: &Option<String>) -> TransferError {
         ReadError::Io(e) => TransferError::Unreadable(e.to_string()),
         ReadError::Bad(m) => TransferError::Bad(m),
     }
-}
-
-pub(super) fn fault(item: &str, fault: ItemFault) -> TransferError {
-    TransferError::Item {
-        item: item.to_owned(),
-        fault,
-    }
-}
-
-pub(super) fn inside(e: ReadError, item: &str) -> TransferError {
-    fault(
-        item,
-        match e {
-            ReadError::Truncated => ItemFault::Truncated,
-            ReadError::Io(e) => ItemFault::Unreadable(e.to_string()),
-            ReadError::Bad(m) => ItemFault::Bad(m),
-        },
-    )
 }
 
 fn expect(
