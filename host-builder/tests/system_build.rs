@@ -264,7 +264,7 @@ fn builds_the_split_and_the_system_item() {
             .contains("(start-in-the-background '(fruix-agent sshd))")
     );
     assert!(
-        fs::read_to_string(sys.join("etc/shepherd.scm"))
+        fs::read_to_string(sys.join("etc/shepherd/services/network.scm"))
             .unwrap()
             .contains("(eqv? 0 (status:exit-val (apply system* args)))"),
         "a command ended by a signal must not throw"

@@ -13,6 +13,7 @@ pub mod debian;
 pub mod fingerprint;
 pub mod materialize;
 pub mod packages;
+pub mod shepherd;
 pub mod system;
 
 use std::fs;
