@@ -272,9 +272,19 @@ mod tests {
             ),
             Check::pending("guile-module-smoke"),
             Check::ok("extra-probe", "ok"),
+            // A declared service: its own key, as a probe's.
+            Check::failed(
+                "web-app",
+                "not-ready",
+                vec!["service web-app: http://127.0.0.1:8080/x answered 404".into()],
+            ),
         ];
         let r = build(&facts, &checks, &gate());
         assert_eq!(r.outcome, Outcome::Failed);
+        assert_eq!(
+            r.fields.last(),
+            Some(&("web_app".into(), "not-ready".into()))
+        );
         // Lines, as `fruix-agent status` prints them and `fruix query` reads them.
         assert_eq!(Report::from_lines(&r.to_lines(), "status").unwrap(), r);
         // JSON, as `status --json` prints it: the same fields, in key order.

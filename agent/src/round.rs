@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
-use crate::checks::{Check, command, local, shepherd, sshd, store};
+use crate::checks::{Check, command, local, service, shepherd, sshd, store};
 use crate::report::Facts;
 use crate::system::SystemView;
 
@@ -60,6 +60,7 @@ pub fn planned(view: &SystemView) -> Vec<String> {
         v.push("shepherd".into());
     }
     v.extend(view.config.probes.iter().map(|p| p.name.clone()));
+    v.extend(view.config.services.iter().map(|s| s.name.clone()));
     v
 }
 
@@ -163,6 +164,20 @@ pub fn run(view: &SystemView, inputs: &RoundInputs, on: &(dyn Fn(Check) + Sync))
                         env,
                         &required,
                     )
+                }));
+            });
+        }
+        for svc in &view.config.services {
+            let env = &env;
+            s.spawn(move || {
+                let sockets: Vec<_> = shepherd::SOCKETS
+                    .iter()
+                    .map(|s| view.root.path(s))
+                    .collect();
+                // Pending (the round's initial value) until it passes or
+                // its timeout, counted from this first try, is over.
+                on(retry(Duration::from_secs(svc.timeout), || {
+                    service::check_once(svc, service::shepherd_status(&sockets, &svc.name), env)
                 }));
             });
         }

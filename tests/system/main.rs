@@ -66,6 +66,7 @@ fn boot_to_ready(example: &str, firmware: &str) {
         ("shepherd_status", "running"),
         ("compat_prefix_shims", "absent"),
         ("guile_module_smoke", "ok"),
+        ("web", "ready"),
         ("host_base_store_count", "0"),
         ("native_runtime_ready", "ok"),
         ("store_verify", "ok"),

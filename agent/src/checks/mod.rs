@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod local;
+pub mod service;
 pub mod shepherd;
 pub mod sshd;
 pub mod store;

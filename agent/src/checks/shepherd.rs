@@ -173,6 +173,16 @@ pub enum ShepherdError {
 
 /// The services a `status` reply shows running, by their first name.
 pub fn running_from_reply(reply: &str) -> Result<Vec<String>, ShepherdError> {
+    Ok(statuses_from_reply(reply)?
+        .into_iter()
+        .filter(|(_, st)| st == "running")
+        .map(|(n, _)| n)
+        .collect())
+}
+
+/// Every service of a `status` reply: its first name and its status
+/// (`running`, `stopped`, `starting`, ...).
+pub fn statuses_from_reply(reply: &str) -> Result<Vec<(String, String)>, ShepherdError> {
     if reply.len() > MAX_REPLY {
         return Err(ShepherdError::TooLong);
     }
@@ -205,27 +215,36 @@ pub fn running_from_reply(reply: &str) -> Result<Vec<String>, ShepherdError> {
     };
     Ok(services
         .iter()
-        .filter(|s| {
-            s.field("status")
+        .filter_map(|s| {
+            let status = s
+                .field("status")
                 .and_then(|v| v.first())
                 .and_then(Sexp::atom)
-                == Some("running")
-        })
-        .filter_map(|s| match s.field("provides") {
-            Some([Sexp::List(names)]) => names.first().and_then(Sexp::atom).map(str::to_owned),
-            _ => None,
+                .unwrap_or("unknown")
+                .to_owned();
+            match s.field("provides") {
+                Some([Sexp::List(names)]) => names
+                    .first()
+                    .and_then(Sexp::atom)
+                    .map(|n| (n.to_owned(), status)),
+                _ => None,
+            }
         })
         .collect())
 }
 
 /// Asks the Shepherd listening on `socket` for the status of its services.
 pub fn ask_socket(socket: &Path) -> Result<Vec<String>, ShepherdError> {
-    let reply = exchange(
+    running_from_reply(&status_reply(socket)?)
+}
+
+/// Shepherd's reply to `status`, from the Shepherd listening on `socket`.
+pub fn status_reply(socket: &Path) -> Result<String, ShepherdError> {
+    exchange(
         socket,
         b"(shepherd-command (version 0) (action status) (service root) (arguments ()) (directory \"/\"))\n",
         Duration::from_secs(5),
-    )?;
-    running_from_reply(&reply)
+    )
 }
 
 /// Sends one command line to the Shepherd listening on `socket` and reads

@@ -13,8 +13,8 @@
 //! etc/ssh/sshd_config
 //! etc/ssh/authorized_keys/USER
 //! etc/fstab                    the root file system, by label
-//! etc/shepherd.scm             loads Shepherd's services and starts them (both modes)
-//! etc/shepherd/services/NAME.scm  one self-contained file per service (`shepherd.rs`)
+//! etc/shepherd.scm             loads and starts Shepherd's services (both boot modes)
+//! etc/shepherd/services/NAME.scm  one service each (realize/shepherd.rs)
 //! etc/init.d/fruix-*           LSB scripts (rc-shepherd mode, Linux guests),
 //! etc/rc?.d/S*fruix-*          with their links, run in name order
 //! etc/rc.d/fruix_*             rc.d scripts (rc-shepherd mode, FreeBSD),
@@ -213,14 +213,8 @@ pub fn write_tree(
         }
     }
 
-    let shepherd_files = super::shepherd::files(loaded, &agent);
-    w("etc/shepherd.scm", &shepherd_files.config, 0o444)?;
-    for (name, text) in &shepherd_files.services {
-        w(
-            &format!("{}/{name}.scm", super::shepherd::SERVICES_DIR),
-            text,
-            0o444,
-        )?;
+    for (rel, text) in super::shepherd::files(loaded, &agent, d.services.sshd.is_some()) {
+        w(&rel, &text, 0o444)?;
     }
     w("etc/fstab", &target::fstab(os), 0o444)?;
     if d.init == InitMode::RcShepherd {
