@@ -63,15 +63,23 @@ impl Remote {
     /// The ssh command running `remote` (a shell command line whose words
     /// the caller has made safe).
     pub fn command(&self, remote: &str) -> Command {
-        let mut c = Command::new("ssh");
-        c.args(query::ssh_base_args(
+        let mut args = query::ssh_base_args(
             &self.target,
             &self.host_keys,
             self.identity.as_deref(),
             10,
-        ));
+        );
         // A silent network cut ends the session instead of hanging it.
-        c.args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]);
+        // Options go before the `--` that ends them.
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        for (i, o) in ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+            .iter()
+            .enumerate()
+        {
+            args.insert(at + i, (*o).to_owned());
+        }
+        let mut c = Command::new("ssh");
+        c.args(args);
         c.arg(remote);
         c
     }
@@ -187,4 +195,37 @@ fn drain<R: Read + Send + 'static>(r: Option<R>) -> Drain {
 
 fn join(d: Drain) -> String {
     d.and_then(|h| h.join().ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_come_before_the_destination_and_the_command_last() {
+        let r = Remote {
+            target: Target::parse("root@127.0.0.1:2222").unwrap(),
+            identity: None,
+            host_keys: HostKeys::File("/k/known".into()),
+        };
+        let c = r.command("fruix-agent status");
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let n = args.len();
+        assert_eq!(
+            args[n - 7..],
+            [
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ServerAliveCountMax=6",
+                "--",
+                "root@127.0.0.1",
+                "fruix-agent status"
+            ]
+        );
+        assert!(args.contains(&"UserKnownHostsFile=/k/known".to_owned()));
+    }
 }
