@@ -221,7 +221,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     let (rc, out) = guest.ssh(&format!(
         "A=/run/current-system/bin/fruix-agent; \
          ( $A switch --confirm-timeout 60 /frx/store/{bad_system} >/dev/null 2>&1 & ); \
-         for i in $(seq 1 600); do grep -q '\"phase\": \"checking\"' /frx/var/fruix/switch.json 2>/dev/null && break; sleep 0.1; done; \
+         for i in $(seq 1 600); do grep -q '^  \"phase\": \"checking\"' /frx/var/fruix/switch.json 2>/dev/null && break; sleep 0.1; done; \
          pkill -KILL -f 'switch --worke[r]' ; sleep 0.5; \
          $A switch --recover --json >/tmp/recover.json; echo rc=$?; \
          grep -o '\"phase\": \"[a-z-]*\"' /tmp/recover.json | head -n 1"

@@ -63,12 +63,8 @@ impl Remote {
     /// The ssh command running `remote` (a shell command line whose words
     /// the caller has made safe).
     pub fn command(&self, remote: &str) -> Command {
-        let mut args = query::ssh_base_args(
-            &self.target,
-            &self.host_keys,
-            self.identity.as_deref(),
-            10,
-        );
+        let mut args =
+            query::ssh_base_args(&self.target, &self.host_keys, self.identity.as_deref(), 10);
         // A silent network cut ends the session instead of hanging it.
         // Options go before the `--` that ends them.
         let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
