@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fruix_activation::GuestRoot;
+use fruix_system::scheme_string as quote;
 
 use crate::checks::shepherd::{SOCKETS, Sexp, ShepherdError, exchange, parse};
 
@@ -22,20 +23,6 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct Control {
     socket: PathBuf,
-}
-
-/// A string as a Scheme string literal.
-fn quote(s: &str) -> String {
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            q.push('\\');
-        }
-        q.push(c);
-    }
-    q.push('"');
-    q
 }
 
 /// The command line for `action` on `service` with string `args`.

@@ -34,5 +34,21 @@ pub use config::{
     SshdConfig, SystemConfig, guile_env,
 };
 pub use error::{FormatError, chain};
+
+/// A string as a Scheme string literal: `"` and `\\` escaped, the rest
+/// as it is. The builder writes Shepherd's service files with it and the
+/// agent its commands to Shepherd's socket, so both quote alike.
+pub fn scheme_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '\\' || c == '"' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
 pub use hostkeys::{HostKey, HostKeyWatch};
 pub use report::{ConsoleWatch, Outcome, Report};

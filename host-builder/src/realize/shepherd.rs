@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use crate::declaration::{InitMode, Loaded, Os, Service};
 use crate::target;
+use fruix_system::scheme_string as scm_str;
 
 /// Where the service files are, inside the system item (and in `/etc`
 /// once activated).
@@ -151,21 +152,6 @@ fn declared_service(name: &str, s: &Service, os: Os) -> String {
         log = scm_str(&log),
         respawn = if s.respawn { "#t" } else { "#f" },
     )
-}
-
-/// A Scheme string literal of `s`: `\` and `"` escaped. The declaration
-/// checks refuse control characters, so nothing else needs escaping.
-pub fn scm_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        if c == '\\' || c == '"' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
