@@ -35,6 +35,11 @@ pub use config::{
 };
 pub use error::{FormatError, chain};
 
+/// Where a system item keeps its Shepherd services, one file per service
+/// (`NAME.scm`): written by the builder, compared and loaded by a live
+/// switch.
+pub const SHEPHERD_SERVICES_DIR: &str = "etc/shepherd/services";
+
 /// A string as a Scheme string literal: `"` and `\\` escaped, the rest
 /// as it is. The builder writes Shepherd's service files with it and the
 /// agent its commands to Shepherd's socket, so both quote alike.

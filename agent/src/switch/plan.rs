@@ -14,7 +14,7 @@ use fruix_system::switch::ServicePlan;
 use crate::error::AgentError;
 
 /// Where a system item keeps its services' definitions.
-pub const SERVICES_DIR: &str = "etc/shepherd/services";
+pub use fruix_system::SHEPHERD_SERVICES_DIR as SERVICES_DIR;
 
 /// Services never touched by a switch: `root` is Shepherd itself.
 const NEVER: &[&str] = &["root"];

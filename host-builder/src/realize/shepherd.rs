@@ -17,7 +17,7 @@ use fruix_system::scheme_string as scm_str;
 
 /// Where the service files are, inside the system item (and in `/etc`
 /// once activated).
-pub const SERVICES_DIR: &str = "etc/shepherd/services";
+pub use fruix_system::SHEPHERD_SERVICES_DIR as SERVICES_DIR;
 
 /// `(define (run ...))`, for the one-shot network service.
 const RUN: &str = ";; True when the command exits 0. status:exit-val is #f for a command\n;; ended by a signal, so (zero? ...) would throw and fail the service.\n(define (run . args)\n  (eqv? 0 (status:exit-val (apply system* args))))\n\n";
