@@ -205,6 +205,16 @@ pub fn gc(root: &GuestRoot, booted: Option<&str>, dry_run: bool) -> Result<GcRep
         }
     }
     systems.extend(booted.map(str::to_owned));
+    // Systems received for a switch that has not yet recorded them.
+    let frx = root.path("/frx");
+    let held =
+        crate::received::held(&frx, crate::received::MAX_AGE, !dry_run).map_err(|source| {
+            SwitchError::Io {
+                path: frx.join(crate::received::DIR),
+                source,
+            }
+        })?;
+    systems.extend(held.into_iter().map(|n| format!("/frx/store/{n}")));
     let mut live: BTreeSet<String> = BTreeSet::new();
     for s in &systems {
         // A root that cannot be read keeps everything: never collect on a

@@ -12,6 +12,7 @@ pub mod hostkeys;
 pub mod init;
 pub mod markers;
 pub mod platform;
+pub mod received;
 pub mod report;
 pub mod round;
 pub mod shepherd_ctl;

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fruix_store::transfer::{self, Received};
 use fruix_store::{ItemName, StoreRoot};
@@ -144,6 +144,14 @@ fn item_line(r: &Received) -> String {
 
 fn receive(system: &str, root: PathBuf, json: bool) -> Result<bool> {
     let system = system_name(system)?;
+    // Held before any item arrives: a gc between this receive and the
+    // switch keeps what it brings.
+    fruix_agent::received::hold(&root, &system).with_context(|| {
+        format!(
+            "{}: hold on {system}",
+            root.join(fruix_agent::received::DIR).display()
+        )
+    })?;
     let root = StoreRoot::new(root);
     let stdin: Box<dyn BufRead> = Box::new(BufReader::with_capacity(
         fruix_store::hash::BUF_SIZE,

@@ -19,7 +19,11 @@ use fruix_store::{ImportOptions, StoreRoot, import_dir};
 /// Another system item in the guest's store, on the same runtime, whose
 /// gating probe runs `probe`.
 fn system(t: &Path, host: &str, probe: &str) -> String {
-    let store = StoreRoot::new(t.join("frx"));
+    system_into(t, &StoreRoot::new(t.join("frx")), host, probe)
+}
+
+/// [`system`], imported into `store` (the guest's, or a host's).
+fn system_into(t: &Path, store: &StoreRoot, host: &str, probe: &str) -> String {
     let current = fs::read_link(t.join("frx/var/current-system")).unwrap();
     let cur = t.join(current.strip_prefix("/").unwrap());
     let closure = fs::read_to_string(cur.join("closure")).unwrap();
@@ -41,7 +45,7 @@ fn system(t: &Path, host: &str, probe: &str) -> String {
     );
     write(&sys.join("etc/motd"), &format!("{host}\n"), 0o444);
     let s = import_dir(
-        &store,
+        store,
         &format!("system-{host}"),
         &sys,
         &ImportOptions::default(),
@@ -276,4 +280,64 @@ fn a_gc_killed_between_its_renames_leaves_verification_clean() {
     assert!(!store.tmp_dir().join(format!("gc-{name}")).exists());
     let v = agent(&["verify", "--root", root.join("frx").to_str().unwrap()]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+}
+
+#[test]
+fn a_gc_between_a_receive_and_its_switch_keeps_what_was_received() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    guest(root, "true");
+    // The new system in a host's store, streamed as a deploy does.
+    let host = StoreRoot::new(root.join("host"));
+    let b = system_into(root, &host, "b", "true");
+    let name = fruix_store::ItemName::parse(b.strip_prefix("/frx/store/").unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    fruix_store::transfer::send_compressed(
+        &host,
+        std::slice::from_ref(&name),
+        &mut bytes,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let frx = root.join("frx");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
+        .args([
+            "store",
+            "receive",
+            "--json",
+            "--root",
+            frx.to_str().unwrap(),
+            "--system",
+            &b,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), &bytes).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let hold = frx.join("var/fruix/received").join(name.as_str());
+    assert!(hold.is_file(), "the receive holds its system");
+
+    // No generation names it yet; gc keeps it all the same.
+    let (code, j, err) = run(root, &["gc", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["removed"], serde_json::json!([]));
+    assert!(root.join(b.trim_start_matches('/')).is_dir());
+
+    // The switch records it and drops the hold; gc still keeps it, now
+    // as generation 2.
+    let (code, j, err) = run(root, &["switch", "--json", "--confirm-timeout", "60", &b]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (j["phase"].as_str(), j["generation"].as_u64()),
+        (Some("committed"), Some(2))
+    );
+    assert!(!hold.exists(), "the switch released the hold");
+    let (code, j, err) = run(root, &["gc", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["removed"], serde_json::json!([]));
+    assert!(root.join(b.trim_start_matches('/')).is_dir());
 }

@@ -2,11 +2,13 @@
 //! the same system again (nothing sent, nothing changed), a changed one (a
 //! service added, a package added: committed, generation 2, the service
 //! answers), one whose new gating service never becomes ready (rolled back
-//! by itself, exit 1, the old generation ready again), a switch whose
+//! by itself, exit 1, the old generation ready again, while the deploy's
+//! connection is cut and followed again), a switch whose
 //! worker is killed (finished by `--recover`), and gc after
 //! `delete-generations --keep 1`. Folded into the boot tests' guests, so
 //! that they cost no boot of their own.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -60,9 +62,16 @@ fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
 }
 
 /// `fruix system deploy DECL --json` against the guest: exit status, the
-/// JSON it printed, and its standard error.
-fn deploy(guest: &Guest, decl: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
-    let o = Command::new(fruix())
+/// JSON it printed, and its standard error. With `cut`, the deploy's ssh
+/// connection is killed (SIGKILL to its ssh processes) as soon as the switch
+/// has started in the guest, as a network cut or a dying laptop would.
+fn deploy(
+    guest: &Guest,
+    decl: &Path,
+    extra: &[&str],
+    cut: bool,
+) -> (i32, serde_json::Value, String) {
+    let mut child = Command::new(fruix())
         .args(["system", "deploy"])
         .arg(decl)
         .arg("--out")
@@ -75,12 +84,37 @@ fn deploy(guest: &Guest, decl: &Path, extra: &[&str]) -> (i32, serde_json::Value
         .arg(guest.pinned())
         .args(["--json", "--confirm-timeout", "180"])
         .args(extra)
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    (o.status.code().unwrap_or(-1), v, err)
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut { stdout }, &mut s);
+        s
+    });
+    let mut err = String::new();
+    let mut cuts = 0;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap_or_default();
+        if cut && cuts == 0 && line.contains(": switch ") && line.ends_with(" started") {
+            // Every ssh to the guest at this point is the deploy's: its
+            // master connection and the session following the switch.
+            let k = Command::new("pkill")
+                .args(["-KILL", "-f", &format!("^ssh .*-p {} ", guest.port)])
+                .status()
+                .unwrap();
+            assert!(k.success(), "no ssh of the deploy to kill");
+            cuts += 1;
+        }
+        err.push_str(&line);
+        err.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let stdout = reader.join().unwrap();
+    let v = serde_json::from_slice(&stdout).unwrap_or(serde_json::Value::Null);
+    (status.code().unwrap_or(-1), v, err)
 }
 
 /// The guest's report over SSH, as a map.
@@ -94,7 +128,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     let base = example.trim_end_matches(".toml");
     // The same system again: nothing sent, nothing changed.
     let same = declaration(example, &format!("{base}-deploy-same"), &[]);
-    let (code, j, err) = deploy(guest, &same, &[]);
+    let (code, j, err) = deploy(guest, &same, &[], false);
     v.check(
         code == 0,
         format!("same-system deploy exited {code}: {err}"),
@@ -117,7 +151,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
 
     // A changed system: a service and a package added.
     let good = changed(example, &format!("{base}-deploy-good"), false);
-    let (code, j, err) = deploy(guest, &good, &[]);
+    let (code, j, err) = deploy(guest, &good, &[], false);
     v.saw("deploy_good_sent_bytes", &j["sent_bytes"]);
     v.saw("deploy_good_missing", &j["missing"]);
     v.check(
@@ -166,9 +200,19 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
         return;
     }
 
-    // A system whose gating service never becomes ready: rolled back.
+    // A system whose gating service never becomes ready: rolled back, by
+    // the guest alone, while the deploy's connection is cut once the
+    // switch has started; the deploy follows it again and reports it.
     let bad = changed(example, &format!("{base}-deploy-bad"), true);
-    let (code, j, err) = deploy(guest, &bad, &[]);
+    let (code, j, err) = deploy(guest, &bad, &[], true);
+    let lost: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(": connection lost ("))
+        .collect();
+    v.check(
+        lost.len() == 1 && lost[0].ends_with("; following again (1)"),
+        format!("bad-system deploy, connection cut: lost {lost:?}"),
+    );
     v.check(
         code == 1,
         format!("bad-system deploy exited {code}, expected 1: {err}"),

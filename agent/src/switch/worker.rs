@@ -43,7 +43,18 @@ impl Run<'_> {
 
     fn enter(&mut self, phase: Phase) -> Result<(), SwitchError> {
         self.state.phase = phase;
-        self.save()
+        self.save()?;
+        if phase.is_final() {
+            // The system is a generation now (committed or rolled back):
+            // its record keeps it from gc, not the receive's hold.
+            let item = self.state.to.rsplit('/').next().unwrap_or_default();
+            let frx = self.root.path("/frx");
+            crate::received::release(&frx, item).map_err(|source| SwitchError::Io {
+                path: frx.join(crate::received::DIR).join(item),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     fn save(&self) -> Result<(), SwitchError> {

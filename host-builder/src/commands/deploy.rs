@@ -39,6 +39,7 @@ fn remote(a: &SshArgs) -> Result<Remote> {
         target,
         identity: a.identity.clone(),
         host_keys,
+        control: None,
     })
 }
 

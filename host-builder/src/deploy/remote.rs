@@ -22,6 +22,8 @@ pub struct Remote {
     pub identity: Option<PathBuf>,
     /// The host keys accepted.
     pub host_keys: HostKeys,
+    /// The socket of a shared master connection ([`super::mux::Master`]).
+    pub control: Option<PathBuf>,
 }
 
 /// Why a command could not be run on the guest.
@@ -63,25 +65,40 @@ impl Remote {
     /// The ssh command running `remote` (a shell command line whose words
     /// the caller has made safe).
     pub fn command(&self, remote: &str) -> Command {
-        let mut args =
-            query::ssh_base_args(&self.target, &self.host_keys, self.identity.as_deref(), 10);
-        // A silent network cut ends the session instead of hanging it.
-        // Options go before the `--` that ends them.
-        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
-        for (i, o) in ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
-            .iter()
-            .enumerate()
-        {
-            args.insert(at + i, (*o).to_owned());
-        }
         let mut c = Command::new("ssh");
-        c.args(args);
+        c.args(self.args(&[]));
         c.arg(remote);
         c
     }
 
+    /// ssh's arguments up to the destination, with `extra` options: the
+    /// pinned keys, keepalives and, when shared, the master's socket.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args =
+            query::ssh_base_args(&self.target, &self.host_keys, self.identity.as_deref(), 10);
+        // A silent network cut ends the session instead of hanging it.
+        let mut opts: Vec<String> = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
+            .map(str::to_owned)
+            .to_vec();
+        // Through the deploy's master connection while it lives; a new
+        // connection of its own when the master is gone.
+        if let Some(p) = &self.control {
+            opts.extend([
+                "-o".to_owned(),
+                format!("ControlPath={}", p.display()),
+                "-o".to_owned(),
+                "ControlMaster=no".to_owned(),
+            ]);
+        }
+        opts.extend(extra.iter().map(|s| (*s).to_owned()));
+        // Options go before the `--` that ends them.
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.splice(at..at, opts);
+        args
+    }
+
     /// Maps ssh's exit 255 to why.
-    fn ssh_failure(&self, stderr: &str) -> RemoteError {
+    pub fn ssh_failure(&self, stderr: &str) -> RemoteError {
         match query::classify(&self.target, &self.host_keys, stderr.trim()) {
             Answer::Refused(m) => RemoteError::Refused(m),
             Answer::Unreachable(m) | Answer::Report { text: m, .. } => RemoteError::Unreachable(m),
@@ -203,6 +220,7 @@ mod tests {
             target: Target::parse("root@127.0.0.1:2222").unwrap(),
             identity: None,
             host_keys: HostKeys::File("/k/known".into()),
+            control: None,
         };
         let c = r.command("fruix-agent status");
         let args: Vec<String> = c

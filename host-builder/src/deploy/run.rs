@@ -114,6 +114,10 @@ pub fn deploy(
     let guest_system = format!("/frx/store/{system}");
     let host = opts.remote.target.known_hosts_name();
 
+    // One connection for every command below.
+    let master = super::mux::Master::open(&opts.remote)?;
+    let remote = master.remote();
+
     // One round trip: what the guest lacks.
     let step = progress.step("asking the guest which items it has");
     let cmd = format!(
@@ -124,7 +128,7 @@ pub fn deploy(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let out = opts.remote.run(&cmd, None)?;
+    let out = remote.run(&cmd, None)?;
     let missing = parse_missing(&out.stdout).ok_or_else(|| DeployError::Answer {
         host: host.clone(),
         what: "fruix-agent store missing".into(),
@@ -157,7 +161,7 @@ pub fn deploy(
     if opts.dry_run {
         // The guest can preview a switch only to a system item it has.
         if !missing.contains(&system) {
-            let out = opts.remote.run(
+            let out = remote.run(
                 &format!("{AGENT} switch --dry-run --json {guest_system}"),
                 None,
             )?;
@@ -182,7 +186,7 @@ pub fn deploy(
             sent = Some(s.compressed);
             Ok(())
         };
-        let out = opts.remote.run(
+        let out = remote.run(
             &format!("{AGENT} store receive --json --system {guest_system}"),
             Some(&mut feed),
         )?;
@@ -196,13 +200,7 @@ pub fn deploy(
         done.sent_bytes = sent.unwrap_or(0);
     }
 
-    let end = switch(
-        &opts.remote,
-        &host,
-        &guest_system,
-        opts.confirm_timeout,
-        on_event,
-    )?;
+    let end = switch(remote, &host, &guest_system, opts.confirm_timeout, on_event)?;
     done.switch = Some(end);
     Ok(done)
 }
