@@ -22,6 +22,9 @@ type StaleTemporaries = HashMap<PathBuf, Vec<(String, String)>>;
 pub struct GuestRoot {
     root: PathBuf,
     dry_run: bool,
+    /// A guest directory read from elsewhere (dry runs only): the system
+    /// item of a preview, which the guest has not received.
+    overlay: Option<(String, PathBuf)>,
     /// The stale temporaries of each directory this root (and its clones:
     /// one activation) has written in, listed at its first write there and
     /// removed name by name: listing the directory at every write was
@@ -35,6 +38,7 @@ impl GuestRoot {
         GuestRoot {
             root: root.into(),
             dry_run: false,
+            overlay: None,
             swept: Arc::default(),
         }
     }
@@ -42,6 +46,16 @@ impl GuestRoot {
     /// The same root, reporting instead of changing.
     pub fn dry_run(mut self) -> GuestRoot {
         self.dry_run = true;
+        self
+    }
+
+    /// The same root in dry-run mode, with the guest directory `guest` (a
+    /// store item the guest lacks) read from `dir`: the preview of a
+    /// switch to a system not yet sent. Only a dry run may have one, so
+    /// that nothing is ever written through it.
+    pub fn dry_run_with(mut self, guest: &str, dir: PathBuf) -> GuestRoot {
+        self.dry_run = true;
+        self.overlay = Some((guest.trim_end_matches('/').to_owned(), dir));
         self
     }
 
@@ -53,6 +67,16 @@ impl GuestRoot {
     /// Maps an absolute guest path (such as `/frx/var/current-system`) into
     /// this root.
     pub fn path(&self, guest_path: &str) -> PathBuf {
+        if let Some((guest, dir)) = &self.overlay
+            && let Some(rest) = guest_path.strip_prefix(guest.as_str())
+        {
+            if rest.is_empty() {
+                return dir.clone();
+            }
+            if let Some(rest) = rest.strip_prefix('/') {
+                return dir.join(rest);
+            }
+        }
         self.root.join(guest_path.trim_start_matches('/'))
     }
 
@@ -363,6 +387,22 @@ mod tests {
             Path::new("/tmp/g/frx/var/current-system")
         );
         assert_eq!(r.path("etc"), Path::new("/tmp/g/etc"));
+    }
+
+    #[test]
+    fn an_overlay_maps_its_directory_only_and_makes_a_dry_run() {
+        let r = GuestRoot::new("/tmp/g").dry_run_with("/frx/store/s", "/tmp/new/s".into());
+        assert!(r.is_dry_run());
+        assert_eq!(r.path("/frx/store/s"), Path::new("/tmp/new/s"));
+        assert_eq!(
+            r.path("/frx/store/s/etc/motd"),
+            Path::new("/tmp/new/s/etc/motd")
+        );
+        assert_eq!(
+            r.path("/frx/store/s2/etc"),
+            Path::new("/tmp/g/frx/store/s2/etc")
+        );
+        assert_eq!(r.path("/etc/motd"), Path::new("/tmp/g/etc/motd"));
     }
 
     #[test]

@@ -118,6 +118,7 @@ fn switch_to(root_dir: PathBuf, json: bool, confirm_timeout: u64, n: u64) -> Res
         system: Some(g.system.clone()),
         confirm_timeout,
         dry_run: false,
+        from_stdin: false,
         follow: None,
         recover: false,
         json,

@@ -25,6 +25,11 @@ pub struct SwitchArgs {
     /// Print what the switch would change; change nothing.
     #[arg(long, conflicts_with_all = ["follow", "recover"])]
     pub dry_run: bool,
+    /// With --dry-run, for a system the guest lacks: read it from
+    /// standard input (the builder's stream of that one item) into a
+    /// private temporary directory; the store is not written.
+    #[arg(long, requires = "dry_run")]
+    pub from_stdin: bool,
     /// Follow the switch with this id (after a lost connection).
     #[arg(long, value_name = "ID", conflicts_with = "recover")]
     pub follow: Option<String>,
@@ -68,11 +73,17 @@ pub fn run(a: SwitchArgs) -> Result<bool> {
         switch::follow(&root, id, None, &mut |e| print_event(json, e))?
     } else {
         let system = checked_system(a.system.clone().context("SYSTEM is required")?)?;
+        if a.from_stdin {
+            let stdin = std::io::BufReader::new(std::io::stdin().lock());
+            let p = switch::dry_run::preview_streamed(&root, &system, stdin)?;
+            return print_preview(&p, a.json);
+        }
         // Refused here, before anything starts: a system that is not whole
         // in the store.
         fruix_agent::system::SystemView::load(&root, &system)?;
         if a.dry_run {
-            return preview(&root, &system, a.json);
+            let p = switch::dry_run::preview(&root, &system)?;
+            return print_preview(&p, a.json);
         }
         start_and_follow(&a, &root, &system)?
     };
@@ -111,11 +122,10 @@ pub fn start_and_follow(a: &SwitchArgs, root: &GuestRoot, system: &str) -> Resul
     })?)
 }
 
-fn preview(root: &GuestRoot, system: &str, json: bool) -> Result<bool> {
-    let p = switch::dry_run::preview(root, system)?;
+fn print_preview(p: &switch::dry_run::Preview, json: bool) -> Result<bool> {
     let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&p)?)?;
+        writeln!(out, "{}", serde_json::to_string_pretty(p)?)?;
         return Ok(true);
     }
     writeln!(out, "switch {} -> {}", p.from, p.to)?;

@@ -341,3 +341,97 @@ fn a_gc_between_a_receive_and_its_switch_keeps_what_was_received() {
     assert_eq!(j["removed"], serde_json::json!([]));
     assert!(root.join(b.trim_start_matches('/')).is_dir());
 }
+
+#[test]
+fn a_dry_run_previews_a_system_the_guest_lacks_from_its_stream_and_writes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    let a = guest(root, "true");
+    let host = StoreRoot::new(root.join("host"));
+    let b = system_into(root, &host, "b", "true");
+    let name = fruix_store::ItemName::parse(b.strip_prefix("/frx/store/").unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    fruix_store::transfer::send_compressed(
+        &host,
+        std::slice::from_ref(&name),
+        &mut bytes,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let tmp = root.join("tmp");
+    fs::create_dir_all(&tmp).unwrap();
+    let preview = |input: &[u8]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
+            .args([
+                "switch",
+                "--dry-run",
+                "--from-stdin",
+                "--json",
+                "--root",
+                root.to_str().unwrap(),
+                &b,
+            ])
+            .env("TMPDIR", &tmp)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut w = c.stdin.take().unwrap();
+        let input = input.to_vec();
+        let feeder = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut w, &input);
+        });
+        let o = c.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        o
+    };
+    let o = preview(&bytes);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let link = |from: &str, to: &str| format!("link {from} -> {to}");
+    assert_eq!(
+        j["activation"],
+        serde_json::json!([
+            [
+                "etc",
+                link(
+                    "/etc/fruix/system.toml",
+                    &format!("{b}/etc/fruix/system.toml")
+                )
+            ],
+            ["etc", link("/etc/motd", &format!("{b}/etc/motd"))],
+            ["generation", link("/frx/var/profiles/system-2", &b)],
+            ["generation", link("/frx/var/profiles/system", "system-2")],
+            ["generation", link("/frx/var/current-system", &b)],
+            ["generation", link("/run/current-system", &b)],
+        ])
+    );
+    assert_eq!(
+        (j["from"].as_str(), j["to"].as_str()),
+        (Some(a.as_str()), Some(b.as_str()))
+    );
+    assert!(
+        !root.join(b.trim_start_matches('/')).exists(),
+        "the store was not written"
+    );
+    assert_eq!(current(root), a);
+    assert_eq!(
+        fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the temporary directory is gone"
+    );
+
+    // A corrupted stream: refused, exit 2, nothing left.
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    let o = preview(&bad);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+}

@@ -1,7 +1,8 @@
 //! Deploys to a running guest, on the guest a boot test has just asked:
 //! the same system again (nothing sent, nothing changed), a changed one (a
-//! service added, a package added: committed, generation 2, the service
-//! answers), one whose new gating service never becomes ready (rolled back
+//! service added, a package added: its dry run previewed from the stream of
+//! its system item and nothing kept, then committed, generation 2, the
+//! service answers), one whose new gating service never becomes ready (rolled back
 //! by itself, exit 1, the old generation ready again, while the deploy's
 //! connection is cut and followed again), a switch whose
 //! worker is killed (finished by `--recover`), and gc after
@@ -149,9 +150,47 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     );
     v.expect(&report(guest), "generation", "1");
 
-    // A changed system: a service and a package added.
+    // A changed system: a service and a package added. Its dry run
+    // first: the guest previews the system it lacks from the stream of
+    // that one item, and keeps nothing (the deploy then lacks 3 items).
+    // Its agent is a changed binary too (the same one with bytes
+    // appended): the switch must restart the daemon into it.
+    let v2 = out().join("agent-v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let mut agent = std::fs::read(fruix().with_file_name("fruix-agent")).unwrap();
+    agent.extend_from_slice(b"\n(a changed agent, by the system tests)\n");
+    let v2 = v2.join("fruix-agent");
+    std::fs::write(&v2, agent).unwrap();
+    let v2 = v2.to_str().unwrap().to_owned();
+    let daemon_exe = "readlink /proc/$(cat /run/fruix/agent.pid)/exe";
+    let (_, old_exe) = guest.ssh(daemon_exe);
     let good = changed(example, &format!("{base}-deploy-good"), false);
-    let (code, j, err) = deploy(guest, &good, &[], false);
+    let (code, j, err) = deploy(guest, &good, &["--dry-run", "--agent", &v2], false);
+    v.check(code == 0, format!("dry-run deploy exited {code}: {err}"));
+    let new_system = j["system"].as_str().unwrap_or_default();
+    let p = &j["preview"];
+    v.check(
+        j["missing"] == 3 && j["sent_bytes"] == 0 && j["switch"].is_null(),
+        format!(
+            "dry run: missing {} sent {} switch {}",
+            j["missing"], j["sent_bytes"], j["switch"]
+        ),
+    );
+    v.check(
+        p["services"] == serde_json::json!({"start": ["web2"], "stop": [], "restart": []}),
+        format!("dry run's services: {}", p["services"]),
+    );
+    let gen2 = serde_json::json!([
+        "generation",
+        format!("link /frx/var/profiles/system-2 -> /frx/store/{new_system}")
+    ]);
+    v.check(
+        p["activation"]
+            .as_array()
+            .is_some_and(|a| a.contains(&gen2)),
+        format!("dry run's activation has no {gen2}: {}", p["activation"]),
+    );
+    let (code, j, err) = deploy(guest, &good, &["--agent", &v2], false);
     v.saw("deploy_good_sent_bytes", &j["sent_bytes"]);
     v.saw("deploy_good_missing", &j["missing"]);
     v.check(
@@ -159,9 +198,9 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
         format!("changed-system deploy exited {code}: {err}"),
     );
     v.check(
-        j["missing"] == 2,
+        j["missing"] == 3,
         format!(
-            "changed system: {} items missing, expected 2 (system, deploy-note)",
+            "changed system: {} items missing, expected 3 (system, deploy-note, agent)",
             j["missing"]
         ),
     );
@@ -180,6 +219,14 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
         ),
     );
     let good_system = j["system"].as_str().unwrap_or_default().to_owned();
+    let (_, new_exe) = guest.ssh(daemon_exe);
+    let (_, v2_exe) = guest.ssh("readlink -f /run/current-system/bin/fruix-agent");
+    v.check(
+        new_exe != old_exe && new_exe == v2_exe && v2_exe.starts_with("/frx/store/"),
+        format!(
+            "the daemon runs {new_exe:?} after the switch to agent {v2_exe:?} (before: {old_exe:?})"
+        ),
+    );
     let (rc, page) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8081/GPL-3 | head -n 1");
     v.check(
         rc == 0 && page.trim_end_matches('\n') == GPL3_FIRST,
@@ -257,6 +304,13 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     );
     let (rc, _) = guest.ssh("busybox wget -q -O - http://127.0.0.1:8082/GPL-3");
     v.check(rc != 0, "the bad service still runs after the rollback");
+    // The bad system has the first agent: the switch restarted the daemon
+    // into it, the rollback back into generation 2's.
+    let (_, exe) = guest.ssh(daemon_exe);
+    v.check(
+        exe == v2_exe,
+        format!("after the rollback the daemon runs {exe:?}, not generation 2's {v2_exe:?}"),
+    );
 
     // The worker killed mid-switch: `--recover` (what the next agent
     // start does) rolls it back. The bad system is in the store now; its

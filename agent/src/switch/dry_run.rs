@@ -1,6 +1,8 @@
 //! `fruix-agent switch --dry-run`: what a switch would change, changing
 //! nothing: activation's dry run towards the new system, and the services
-//! it would start, stop and restart.
+//! it would start, stop and restart. A system the guest lacks is read
+//! from the builder's stream of that one item into a private temporary
+//! directory, checked against its name, and previewed from there.
 
 use fruix_activation::GuestRoot;
 use fruix_system::switch::ServicePlan;
@@ -58,4 +60,39 @@ pub fn preview(root: &GuestRoot, to: &str) -> Result<Preview, SwitchError> {
         activation,
         services,
     })
+}
+
+/// The preview of a switch of `root` to `to`, a system item the guest
+/// lacks, read from `input` (the builder's compressed stream of that one
+/// item) into a private temporary directory that is removed afterwards.
+/// Nothing is written to the store.
+pub fn preview_streamed(
+    root: &GuestRoot,
+    to: &str,
+    input: impl std::io::Read,
+) -> Result<Preview, SwitchError> {
+    let name = to
+        .strip_prefix("/frx/store/")
+        .and_then(|n| fruix_store::ItemName::parse(n).ok())
+        .ok_or_else(|| SwitchError::State(format!("{to}: not a store item")))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fruix-preview-")
+        .tempdir()
+        .map_err(|source| SwitchError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let store = fruix_store::StoreRoot::new(tmp.path());
+    // The closure is not the preview's business: its items are the
+    // guest's or the deploy's to send.
+    fruix_store::transfer::receive_compressed(
+        &store,
+        &name,
+        &|_| Ok(Vec::new()),
+        input,
+        &mut |_| {},
+    )
+    .map_err(|e| SwitchError::State(e.to_string()))?;
+    let seen = root.clone().dry_run_with(to, store.item_path(&name));
+    preview(&seen, to)
 }

@@ -130,10 +130,7 @@ pub fn deploy(a: DeployArgs) -> Result<Outcome> {
                     }
                 }
             }
-            None => writeln!(
-                out,
-                "{host}: the /etc and service changes are previewed by the guest once it has the system item; it has not"
-            )?,
+            None => writeln!(out, "{host}: the guest's preview was not readable")?,
         }
     } else {
         writeln!(

@@ -69,8 +69,7 @@ pub struct Deployed {
     pub sent_bytes: u64,
     /// The switch's end (None for a dry run).
     pub switch: Option<SwitchState>,
-    /// The guest's preview of the switch (dry run, when the guest has the
-    /// system item already).
+    /// The guest's preview of the switch (dry run).
     pub preview: Option<serde_json::Value>,
 }
 
@@ -159,21 +158,32 @@ pub fn deploy(
     };
 
     if opts.dry_run {
-        // The guest can preview a switch only to a system item it has.
-        if !missing.contains(&system) {
-            let out = remote.run(
-                &format!("{AGENT} switch --dry-run --json {guest_system}"),
-                None,
-            )?;
-            if out.code != 0 {
-                return Err(DeployError::Answer {
-                    host,
-                    what: "fruix-agent switch --dry-run".into(),
-                    text: last_line(&out.stderr),
-                });
-            }
-            done.preview = serde_json::from_str(&out.stdout).ok();
+        // A system item the guest lacks goes with the question, alone, and
+        // is previewed from a temporary directory: the store is not written.
+        let streamed = missing.contains(&system);
+        let cmd = format!(
+            "{AGENT} switch --dry-run --json{} {guest_system}",
+            if streamed { " --from-stdin" } else { "" }
+        );
+        let mut feed = |w: &mut dyn std::io::Write| {
+            stream::write_stream(&store, std::slice::from_ref(&system), w, progress)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+        };
+        let out = remote.run(&cmd, if streamed { Some(&mut feed) } else { None })?;
+        if out.code != 0 {
+            return Err(DeployError::Answer {
+                host,
+                what: "fruix-agent switch --dry-run".into(),
+                text: last_line(&out.stderr),
+            });
         }
+        let preview = serde_json::from_str(&out.stdout).map_err(|_| DeployError::Answer {
+            host,
+            what: "fruix-agent switch --dry-run".into(),
+            text: last_line(&out.stdout),
+        })?;
+        done.preview = Some(preview);
         return Ok(done);
     }
 
