@@ -108,6 +108,16 @@ pub fn run(opts: &Options) -> io::Result<()> {
         0o644,
         None,
     );
+    // After the pid: a switch that restarted the daemon into a new agent
+    // reads both to know the new one runs.
+    if let Ok(exe) = std::env::current_exe() {
+        let _ = opts.root.write_if_changed(
+            crate::switch::notify::DAEMON_EXE,
+            format!("{}\n", exe.display()).as_bytes(),
+            0o644,
+            None,
+        );
+    }
     // A switch left unfinished with nobody finishing it (a worker killed,
     // a power cut): rolled back by a worker of its own.
     if crate::switch::needs_recovery(&opts.root)

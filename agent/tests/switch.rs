@@ -54,6 +54,47 @@ fn system_into(t: &Path, store: &StoreRoot, host: &str, probe: &str) -> String {
     format!("/frx/store/{}", s.name)
 }
 
+/// A system `b` in a host's store beside the guest root `t`, with the
+/// builder's compressed stream of that one item.
+fn streamed(t: &Path) -> (String, fruix_store::ItemName, Vec<u8>) {
+    let host = StoreRoot::new(t.join("host"));
+    let b = system_into(t, &host, "b", "true");
+    let name = fruix_store::ItemName::parse(b.strip_prefix("/frx/store/").unwrap()).unwrap();
+    let mut bytes = Vec::new();
+    fruix_store::transfer::send_compressed(
+        &host,
+        std::slice::from_ref(&name),
+        &mut bytes,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    (b, name, bytes)
+}
+
+/// `fruix-agent ARGS` with `env` set and `input` on its standard input
+/// (fed from a thread: it may stop reading early).
+fn fed(args: &[&str], env: &[(&str, &Path)], input: &[u8]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fruix-agent"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut c = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut w = c.stdin.take().unwrap();
+    let input = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = std::io::Write::write_all(&mut w, &input);
+    });
+    let o = c.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    o
+}
+
 fn run(t: &Path, args: &[&str]) -> (i32, serde_json::Value, String) {
     let mut a: Vec<&str> = args.to_vec();
     a.extend(["--root", t.to_str().unwrap()]);
@@ -288,20 +329,10 @@ fn a_gc_between_a_receive_and_its_switch_keeps_what_was_received() {
     let root = t.path();
     guest(root, "true");
     // The new system in a host's store, streamed as a deploy does.
-    let host = StoreRoot::new(root.join("host"));
-    let b = system_into(root, &host, "b", "true");
-    let name = fruix_store::ItemName::parse(b.strip_prefix("/frx/store/").unwrap()).unwrap();
-    let mut bytes = Vec::new();
-    fruix_store::transfer::send_compressed(
-        &host,
-        std::slice::from_ref(&name),
-        &mut bytes,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let (b, name, bytes) = streamed(root);
     let frx = root.join("frx");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
-        .args([
+    let o = fed(
+        &[
             "store",
             "receive",
             "--json",
@@ -309,14 +340,10 @@ fn a_gc_between_a_receive_and_its_switch_keeps_what_was_received() {
             frx.to_str().unwrap(),
             "--system",
             &b,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut c.stdin.take().unwrap(), &bytes).unwrap();
-    let o = c.wait_with_output().unwrap();
+        ],
+        &[],
+        &bytes,
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let hold = frx.join("var/fruix/received").join(name.as_str());
     assert!(hold.is_file(), "the receive holds its system");
@@ -347,22 +374,12 @@ fn a_dry_run_previews_a_system_the_guest_lacks_from_its_stream_and_writes_nothin
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     let a = guest(root, "true");
-    let host = StoreRoot::new(root.join("host"));
-    let b = system_into(root, &host, "b", "true");
-    let name = fruix_store::ItemName::parse(b.strip_prefix("/frx/store/").unwrap()).unwrap();
-    let mut bytes = Vec::new();
-    fruix_store::transfer::send_compressed(
-        &host,
-        std::slice::from_ref(&name),
-        &mut bytes,
-        &mut |_, _| {},
-    )
-    .unwrap();
+    let (b, _, bytes) = streamed(root);
     let tmp = root.join("tmp");
     fs::create_dir_all(&tmp).unwrap();
     let preview = |input: &[u8]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fruix-agent"))
-            .args([
+        fed(
+            &[
                 "switch",
                 "--dry-run",
                 "--from-stdin",
@@ -370,21 +387,10 @@ fn a_dry_run_previews_a_system_the_guest_lacks_from_its_stream_and_writes_nothin
                 "--root",
                 root.to_str().unwrap(),
                 &b,
-            ])
-            .env("TMPDIR", &tmp)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut w = c.stdin.take().unwrap();
-        let input = input.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = std::io::Write::write_all(&mut w, &input);
-        });
-        let o = c.wait_with_output().unwrap();
-        feeder.join().unwrap();
-        o
+            ],
+            &[("TMPDIR", tmp.as_path())],
+            input,
+        )
     };
     let o = preview(&bytes);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -411,6 +411,33 @@ fn a_bad_declaration_writes_nothing() {
 }
 
 #[test]
+fn an_agent_that_cannot_be_executed_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let agent = t.path().join("agent");
+    fs::set_permissions(&agent, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = t.path().join("out");
+    let o = fruix(&[
+        "system",
+        "build",
+        decl.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--agent",
+        agent.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "fruix: {}: not executable (mode 644): the fruix-agent binary must be\n",
+            agent.display()
+        )
+    );
+}
+
+#[test]
 fn a_failing_build_says_which_package_and_file_once() {
     let t = tempfile::tempdir().unwrap();
     let decl = setup(t.path(), "");

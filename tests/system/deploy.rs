@@ -161,6 +161,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     agent.extend_from_slice(b"\n(a changed agent, by the system tests)\n");
     let v2 = v2.join("fruix-agent");
     std::fs::write(&v2, agent).unwrap();
+    std::fs::set_permissions(&v2, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let v2 = v2.to_str().unwrap().to_owned();
     let daemon_exe = "readlink /proc/$(cat /run/fruix/agent.pid)/exe";
     let (_, old_exe) = guest.ssh(daemon_exe);
@@ -176,8 +177,14 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
             j["missing"], j["sent_bytes"], j["switch"]
         ),
     );
+    // The agent is a Shepherd service only when Shepherd is PID 1.
+    let restart: &[&str] = if example.starts_with("pid1") {
+        &["fruix-agent"]
+    } else {
+        &[]
+    };
     v.check(
-        p["services"] == serde_json::json!({"start": ["web2"], "stop": [], "restart": []}),
+        p["services"] == serde_json::json!({"start": ["web2"], "stop": [], "restart": restart}),
         format!("dry run's services: {}", p["services"]),
     );
     let gen2 = serde_json::json!([

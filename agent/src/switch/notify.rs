@@ -14,6 +14,54 @@ use crate::system::SystemView;
 /// Where the daemon writes its pid.
 pub const DAEMON_PID: &str = "/run/fruix/agent.pid";
 
+/// Where the daemon writes the path of the binary it runs, after its pid.
+pub const DAEMON_EXE: &str = "/run/fruix/agent.exe";
+
+/// The path of `view`'s agent binary.
+pub fn agent_binary(view: &SystemView) -> String {
+    format!("/frx/store/{}/bin/fruix-agent", view.config.agent)
+}
+
+/// Waits until the daemon runs the agent binary `want` (its pid alive,
+/// and the binary it names `want`), up to `deadline`; says what runs
+/// instead when it does not.
+pub fn wait_for_agent(
+    root: &GuestRoot,
+    want: &str,
+    deadline: std::time::Instant,
+) -> Result<u32, String> {
+    loop {
+        let pid = std::fs::read_to_string(root.path(DAEMON_PID))
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1);
+        let exe = std::fs::read_to_string(root.path(DAEMON_EXE)).ok();
+        let exe = exe.as_deref().map(str::trim_end);
+        let alive = pid.is_some_and(|p| kill(Pid::from_raw(p), None).is_ok());
+        if alive && exe == Some(want) {
+            return Ok(pid.unwrap_or_default().unsigned_abs());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "agent: the daemon does not run {want} (pid {}, {}, binary {})",
+                pid.map_or("none".to_owned(), |p| p.to_string()),
+                if alive { "running" } else { "not running" },
+                exe.unwrap_or("unknown")
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// True when the pid file names a live process (the daemon runs).
+pub fn daemon_alive(root: &GuestRoot) -> bool {
+    std::fs::read_to_string(root.path(DAEMON_PID))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+        .is_some_and(|p| kill(Pid::from_raw(p), None).is_ok())
+}
+
 /// Sends SIGHUP to the daemon, if it runs; true when it was sent.
 pub fn recheck(root: &GuestRoot) -> bool {
     let pid = std::fs::read_to_string(root.path(DAEMON_PID))
@@ -70,5 +118,46 @@ pub fn follow_switch(root: &GuestRoot, old: &SystemView, new: &SystemView, plan:
             .status();
     } else {
         let _ = recheck(root);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_new_agent_is_waited_for_by_its_pid_and_binary() {
+        let t = tempfile::tempdir().unwrap();
+        let root = GuestRoot::new(t.path());
+        let soon = || Instant::now() + Duration::from_millis(150);
+        assert_eq!(
+            wait_for_agent(&root, "/frx/store/a-2/bin/fruix-agent", soon()),
+            Err("agent: the daemon does not run /frx/store/a-2/bin/fruix-agent (pid none, not running, binary unknown)".to_owned())
+        );
+        std::fs::create_dir_all(t.path().join("run/fruix")).unwrap();
+        let me = std::process::id();
+        std::fs::write(t.path().join("run/fruix/agent.pid"), format!("{me}\n")).unwrap();
+        std::fs::write(
+            t.path().join("run/fruix/agent.exe"),
+            "/frx/store/a-1/bin/fruix-agent\n",
+        )
+        .unwrap();
+        assert!(daemon_alive(&root));
+        assert_eq!(
+            wait_for_agent(&root, "/frx/store/a-2/bin/fruix-agent", soon()),
+            Err(format!(
+                "agent: the daemon does not run /frx/store/a-2/bin/fruix-agent (pid {me}, running, binary /frx/store/a-1/bin/fruix-agent)"
+            ))
+        );
+        std::fs::write(
+            t.path().join("run/fruix/agent.exe"),
+            "/frx/store/a-2/bin/fruix-agent\n",
+        )
+        .unwrap();
+        assert_eq!(
+            wait_for_agent(&root, "/frx/store/a-2/bin/fruix-agent", soon()),
+            Ok(me)
+        );
     }
 }

@@ -164,10 +164,26 @@ pub fn run(
     let p = plan(&old_files, &new_files);
     run.state.services = p.clone();
     run.save()?;
+    // A daemon that ran before must run the new agent after (when it
+    // changed): a generation whose agent cannot start is not ready.
+    let daemon = notify::daemon_alive(root);
     if let Err(e) = apply(&mut run, &p, to, &new_files) {
         return rollback(run, format!("services: {e}"));
     }
     notify::follow_switch(root, &old_view, &new_view, &p);
+    if daemon && old_view.config.agent != new_view.config.agent {
+        match notify::wait_for_agent(
+            root,
+            &notify::agent_binary(&new_view),
+            Instant::now() + confirm_timeout,
+        ) {
+            Ok(pid) => run.event(format!("the daemon runs the new agent (pid {pid})")),
+            Err(e) => {
+                run.state.failed_checks = vec![e.clone()];
+                return rollback(run, format!("not ready: {e}"));
+            }
+        }
+    }
 
     // The new generation's readiness.
     run.enter(Phase::Checking)?;
@@ -306,8 +322,16 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
         Err(_) => {}
     }
     let view = SystemView::load(root, &from)?;
+    let daemon = notify::daemon_alive(root);
     if let Ok(new_view) = SystemView::load(root, &current) {
         notify::follow_switch(root, &new_view, &view, &back);
+        if daemon && new_view.config.agent != view.config.agent {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            match notify::wait_for_agent(root, &notify::agent_binary(&view), deadline) {
+                Ok(pid) => run.event(format!("the daemon runs the old agent again (pid {pid})")),
+                Err(e) => run.event(format!("after the rollback: {e}")),
+            }
+        }
     }
     let (outcome, checks) = readiness(&view, Duration::from_secs(run.state.confirm_timeout_s));
     run.state.outcome = Some(outcome.as_str().to_owned());

@@ -110,6 +110,16 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
             binary.display()
         )));
     }
+    // The guest runs it as it is copied: an agent it cannot execute would
+    // be a generation whose daemon never starts.
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+    if mode & 0o111 == 0 {
+        return Err(BuildError::Input(format!(
+            "{}: not executable (mode {:o}): the fruix-agent binary must be",
+            binary.display(),
+            mode & 0o7777
+        )));
+    }
     agent_elf::check(binary, *cx.loaded.decl.os.get_ref())?;
     let package = format!("fruix-agent-{}", env!("CARGO_PKG_VERSION"));
     let fp = fingerprint::tree(binary).map_err(|e| BuildError::Io(binary.to_owned(), e))?;
