@@ -83,6 +83,11 @@ fn run_build(text: &str) -> (tempfile::TempDir, PathBuf, Output) {
     let decl = dir.path().join("world.toml");
     fs::write(&decl, text).unwrap();
     fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        dir.path().join("agent"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let o = fruix(&[
         "system",

@@ -50,6 +50,7 @@ fn setup(dir: &Path, extra: &str) -> PathBuf {
         "\0stale",
     );
     write(&dir.join("agent"), "#!/bin/sh\necho agent\n");
+    fs::set_permissions(dir.join("agent"), fs::Permissions::from_mode(0o755)).unwrap();
     write(
         &dir.join("keys/id.pub"),
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFruixTestKeyOnly demo@host\n",
