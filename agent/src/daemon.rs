@@ -101,7 +101,9 @@ pub fn run(opts: &Options) -> io::Result<()> {
         .register(&mut listener, LISTENER, Interest::READABLE)?;
 
     // Written before anything else, so that a switch can ask for a new
-    // round (SIGHUP) as soon as the daemon listens.
+    // round (SIGHUP) as soon as the daemon listens. The old daemon's
+    // binary goes first: a stale one must never pass for this one's.
+    let _ = std::fs::remove_file(opts.root.path(crate::switch::notify::DAEMON_EXE));
     let _ = opts.root.write_if_changed(
         crate::switch::notify::DAEMON_PID,
         format!("{}\n", std::process::id()).as_bytes(),

@@ -214,7 +214,15 @@ pub fn gc(root: &GuestRoot, booted: Option<&str>, dry_run: bool) -> Result<GcRep
                 source,
             }
         })?;
-    systems.extend(held.into_iter().map(|n| format!("/frx/store/{n}")));
+    // A hold whose system is not whole yet (a receive that failed, or one
+    // still waiting for the store's lock) protects nothing yet.
+    systems.extend(
+        held.into_iter()
+            .filter(|n| {
+                ItemName::parse(n).is_ok_and(|n| fruix_store::transfer::is_whole(&store, &n))
+            })
+            .map(|n| format!("/frx/store/{n}")),
+    );
     let mut live: BTreeSet<String> = BTreeSet::new();
     for s in &systems {
         // A root that cannot be read keeps everything: never collect on a

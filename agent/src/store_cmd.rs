@@ -152,6 +152,7 @@ fn receive(system: &str, root: PathBuf, json: bool) -> Result<bool> {
             root.join(fruix_agent::received::DIR).display()
         )
     })?;
+    let frx = root.clone();
     let root = StoreRoot::new(root);
     let stdin: Box<dyn BufRead> = Box::new(BufReader::with_capacity(
         fruix_store::hash::BUF_SIZE,
@@ -163,7 +164,18 @@ fn receive(system: &str, root: PathBuf, json: bool) -> Result<bool> {
             let _ = writeln!(std::io::stdout().lock(), "{}", item_line(r));
         }
     };
-    let summary = transfer::receive_compressed(&root, &system, &closure_of, stdin, &mut on_item)?;
+    let summary =
+        match transfer::receive_compressed(&root, &system, &closure_of, stdin, &mut on_item) {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing came: nothing to hold (a system already whole keeps
+                // the hold of the receive that brought it).
+                if !transfer::is_whole(&root, &system) {
+                    let _ = fruix_agent::received::release(&frx, system.as_str());
+                }
+                return Err(e.into());
+            }
+        };
     let received = summary.items.iter().filter(|i| !i.skipped).count();
     let mut out = std::io::stdout().lock();
     if json {

@@ -439,5 +439,52 @@ fn a_dry_run_previews_a_system_the_guest_lacks_from_its_stream_and_writes_nothin
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let head = format!(
+        "fruix-agent: preview stream: item {}: digest mismatch (stream has sha256 ",
+        b.trim_start_matches("/frx/store/")
+    );
+    assert!(
+        err.starts_with(&head) && err.ends_with(")\n") && err.lines().count() == 1,
+        "{err}"
+    );
     assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn a_failed_receive_leaves_no_hold_and_gc_runs_past_a_hold_on_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path();
+    guest(root, "true");
+    let (b, name, bytes) = streamed(root);
+    let frx = root.join("frx");
+    let args = [
+        "store",
+        "receive",
+        "--json",
+        "--root",
+        frx.to_str().unwrap(),
+        "--system",
+        &b,
+    ];
+    let o = fed(&args, &[], &bytes[..bytes.len() / 2]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let hold = frx.join("var/fruix/received").join(name.as_str());
+    assert!(
+        !hold.exists(),
+        "a receive that brought nothing holds nothing"
+    );
+    // A hold whose system is not whole (a receive waiting for the store's
+    // lock) does not stop gc, and stays.
+    fs::create_dir_all(hold.parent().unwrap()).unwrap();
+    fs::write(&hold, "").unwrap();
+    let (code, j, err) = run(root, &["gc", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(j["removed"], serde_json::json!([]));
+    assert!(hold.exists());
 }

@@ -432,7 +432,7 @@ fn an_agent_that_cannot_be_executed_is_refused() {
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
         format!(
-            "fruix: {}: not executable (mode 644): the fruix-agent binary must be\n",
+            "fruix: {}: not executable (mode 644): the fruix-agent binary must be executable\n",
             agent.display()
         )
     );

@@ -92,7 +92,12 @@ pub fn preview_streamed(
         input,
         &mut |_| {},
     )
-    .map_err(|e| SwitchError::State(e.to_string()))?;
+    .map_err(SwitchError::Preview)?;
     let seen = root.clone().dry_run_with(to, store.item_path(&name));
-    preview(&seen, to)
+    let p = preview(&seen, to);
+    // Items are sealed read-only: removed by the store's own remover, not
+    // by TempDir's drop, which would leave them where it cannot write.
+    let dir = tmp.keep();
+    fruix_store::remove_tree(&dir).map_err(|source| SwitchError::Io { path: dir, source })?;
+    p
 }

@@ -23,6 +23,9 @@ pub enum SwitchError {
     /// The state could not be written.
     #[error("switch state: {0}")]
     State(String),
+    /// The stream of a dry run's system item was refused.
+    #[error("preview stream: {0}")]
+    Preview(fruix_store::transfer::TransferError),
     /// The state file does not parse.
     #[error(transparent)]
     Format(#[from] fruix_system::FormatError),

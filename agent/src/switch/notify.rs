@@ -53,13 +53,12 @@ pub fn wait_for_agent(
     }
 }
 
-/// True when the pid file names a live process (the daemon runs).
-pub fn daemon_alive(root: &GuestRoot) -> bool {
-    std::fs::read_to_string(root.path(DAEMON_PID))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|p| *p > 1)
-        .is_some_and(|p| kill(Pid::from_raw(p), None).is_ok())
+/// True when a daemon has run on this guest since its boot (its pid file
+/// is there, alive or not): a switch that changes the agent then waits
+/// for the new one, also when the old one was just stopped or never came
+/// back.
+pub fn daemon_known(root: &GuestRoot) -> bool {
+    std::fs::symlink_metadata(root.path(DAEMON_PID)).is_ok()
 }
 
 /// Sends SIGHUP to the daemon, if it runs; true when it was sent.
@@ -130,6 +129,7 @@ mod tests {
     fn the_new_agent_is_waited_for_by_its_pid_and_binary() {
         let t = tempfile::tempdir().unwrap();
         let root = GuestRoot::new(t.path());
+        assert!(!daemon_known(&root));
         let soon = || Instant::now() + Duration::from_millis(150);
         assert_eq!(
             wait_for_agent(&root, "/frx/store/a-2/bin/fruix-agent", soon()),
@@ -143,7 +143,7 @@ mod tests {
             "/frx/store/a-1/bin/fruix-agent\n",
         )
         .unwrap();
-        assert!(daemon_alive(&root));
+        assert!(daemon_known(&root));
         assert_eq!(
             wait_for_agent(&root, "/frx/store/a-2/bin/fruix-agent", soon()),
             Err(format!(

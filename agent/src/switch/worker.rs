@@ -47,12 +47,22 @@ impl Run<'_> {
         if phase.is_final() {
             // The system is a generation now (committed or rolled back):
             // its record keeps it from gc, not the receive's hold.
-            let item = self.state.to.rsplit('/').next().unwrap_or_default();
+            // A hold left behind is dropped by gc after its age: the
+            // switch's end is not undone for it.
+            let item = self
+                .state
+                .to
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let frx = self.root.path("/frx");
-            crate::received::release(&frx, item).map_err(|source| SwitchError::Io {
-                path: frx.join(crate::received::DIR).join(item),
-                source,
-            })?;
+            if let Err(e) = crate::received::release(&frx, &item) {
+                eprintln!(
+                    "fruix-agent switch {}: hold on {item} not released: {e}",
+                    self.state.id
+                );
+            }
         }
         Ok(())
     }
@@ -164,9 +174,9 @@ pub fn run(
     let p = plan(&old_files, &new_files);
     run.state.services = p.clone();
     run.save()?;
-    // A daemon that ran before must run the new agent after (when it
-    // changed): a generation whose agent cannot start is not ready.
-    let daemon = notify::daemon_alive(root);
+    // A daemon that ran on this guest must run the new agent after (when
+    // it changed): a generation whose agent cannot start is not ready.
+    let daemon = notify::daemon_known(root);
     if let Err(e) = apply(&mut run, &p, to, &new_files) {
         return rollback(run, format!("services: {e}"));
     }
@@ -322,7 +332,7 @@ fn rollback(mut run: Run<'_>, reason: String) -> Result<SwitchState, SwitchError
         Err(_) => {}
     }
     let view = SystemView::load(root, &from)?;
-    let daemon = notify::daemon_alive(root);
+    let daemon = notify::daemon_known(root);
     if let Ok(new_view) = SystemView::load(root, &current) {
         notify::follow_switch(root, &new_view, &view, &back);
         if daemon && new_view.config.agent != view.config.agent {

@@ -110,6 +110,13 @@ pub fn deploy(a: DeployArgs) -> Result<Outcome> {
             "{host}: would send {} of {} items ({} file bytes)",
             done.missing, done.items, done.missing_file_bytes
         )?;
+        if done.missing > 1 {
+            writeln!(
+                out,
+                "{host}: note: the preview reads the closure from the guest's store, which lacks {} of its items: what they bring to /etc is not shown",
+                done.missing - 1
+            )?;
+        }
         match &done.preview {
             Some(p) => {
                 for c in p["activation"].as_array().into_iter().flatten() {

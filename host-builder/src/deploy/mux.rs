@@ -26,7 +26,8 @@ impl Master {
     pub fn open(remote: &Remote) -> Result<Master, RemoteError> {
         let dir = tempfile::Builder::new()
             .prefix("fruix-ssh-")
-            .tempdir()
+            // Under /tmp, not a long $TMPDIR: a socket path has ~100 bytes.
+            .tempdir_in("/tmp")
             .map_err(RemoteError::Io)?;
         let socket = dir.path().join("master");
         let log = dir.path().join("master.err");

@@ -129,6 +129,11 @@ impl Remote {
         };
         let status = child.wait().map_err(RemoteError::Io)?;
         let (stdout, stderr) = (join(stdout), join(stderr));
+        let stderr: String = stderr
+            .lines()
+            .filter(|l| !is_mux_noise(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let code = status.code().unwrap_or(255);
         if code == 255 {
             return Err(self.ssh_failure(&stderr));
@@ -164,6 +169,9 @@ impl Remote {
         if let Some(e) = child.stderr.take() {
             for line in BufReader::new(e).lines() {
                 let Ok(line) = line else { break };
+                if is_mux_noise(&line) {
+                    continue;
+                }
                 on(&line);
                 err.push_str(&line);
                 err.push('\n');
@@ -180,6 +188,13 @@ impl Remote {
             stderr: err,
         })
     }
+}
+
+/// ssh's complaint about a master connection that is gone (its socket
+/// left behind by a killed master), after which it connects on its own:
+/// not the remote command's output.
+fn is_mux_noise(line: &str) -> bool {
+    line.starts_with("Control socket connect(")
 }
 
 /// The last non-empty line of `text`.

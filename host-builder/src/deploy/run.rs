@@ -113,9 +113,18 @@ pub fn deploy(
     let guest_system = format!("/frx/store/{system}");
     let host = opts.remote.target.known_hosts_name();
 
-    // One connection for every command below.
-    let master = super::mux::Master::open(&opts.remote)?;
-    let remote = master.remote();
+    // One connection for every command below; without one (a socket path
+    // ssh cannot bind, say), each command connects on its own. A refusal
+    // (host key, authentication) is final.
+    let master = match super::mux::Master::open(&opts.remote) {
+        Ok(m) => Some(m),
+        Err(e @ RemoteError::Refused(_)) => return Err(e.into()),
+        Err(e) => {
+            progress.line(&format!("no shared ssh connection ({e}); one per command"));
+            None
+        }
+    };
+    let remote = master.as_ref().map_or(&opts.remote, |m| m.remote());
 
     // One round trip: what the guest lacks.
     let step = progress.step("asking the guest which items it has");

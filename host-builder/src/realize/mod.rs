@@ -115,7 +115,7 @@ fn realize_agent(cx: &Context<'_>, binary: &Path) -> Result<Realized, BuildError
     let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
     if mode & 0o111 == 0 {
         return Err(BuildError::Input(format!(
-            "{}: not executable (mode {:o}): the fruix-agent binary must be",
+            "{}: not executable (mode {:o}): the fruix-agent binary must be executable",
             binary.display(),
             mode & 0o7777
         )));
