@@ -17,6 +17,15 @@ pub const DAEMON_PID: &str = "/run/fruix/agent.pid";
 /// Where the daemon writes the path of the binary it runs, after its pid.
 pub const DAEMON_EXE: &str = "/run/fruix/agent.exe";
 
+/// The pid the daemon wrote, if it is one (never 0 or init's 1, which a
+/// signal must not reach).
+fn daemon_pid(root: &GuestRoot) -> Option<i32> {
+    std::fs::read_to_string(root.path(DAEMON_PID))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+}
+
 /// The path of `view`'s agent binary.
 pub fn agent_binary(view: &SystemView) -> String {
     format!("/frx/store/{}/bin/fruix-agent", view.config.agent)
@@ -31,10 +40,7 @@ pub fn wait_for_agent(
     deadline: std::time::Instant,
 ) -> Result<u32, String> {
     loop {
-        let pid = std::fs::read_to_string(root.path(DAEMON_PID))
-            .ok()
-            .and_then(|t| t.trim().parse::<i32>().ok())
-            .filter(|p| *p > 1);
+        let pid = daemon_pid(root);
         let exe = std::fs::read_to_string(root.path(DAEMON_EXE)).ok();
         let exe = exe.as_deref().map(str::trim_end);
         let alive = pid.is_some_and(|p| kill(Pid::from_raw(p), None).is_ok());
@@ -63,11 +69,7 @@ pub fn daemon_known(root: &GuestRoot) -> bool {
 
 /// Sends SIGHUP to the daemon, if it runs; true when it was sent.
 pub fn recheck(root: &GuestRoot) -> bool {
-    let pid = std::fs::read_to_string(root.path(DAEMON_PID))
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok())
-        .filter(|p| *p > 1);
-    pid.is_some_and(|p| kill(Pid::from_raw(p), Signal::SIGHUP).is_ok())
+    daemon_pid(root).is_some_and(|p| kill(Pid::from_raw(p), Signal::SIGHUP).is_ok())
 }
 
 /// [`recheck`], then waits (up to 15 s) until the daemon's published

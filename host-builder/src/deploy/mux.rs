@@ -31,11 +31,11 @@ impl Master {
             .map_err(RemoteError::Io)?;
         let socket = dir.path().join("master");
         let log = dir.path().join("master.err");
-        let mut plain = remote.clone();
-        plain.control = None;
-        let persist = "ControlPersist=60".to_owned();
-        let path = format!("ControlPath={}", socket.display());
-        let args = plain.args(&["-M", "-N", "-f", "-o", &path, "-o", &persist]);
+        let args = control_args(
+            remote,
+            &socket,
+            &["-M", "-N", "-f", "-o", "ControlPersist=60"],
+        );
         // The master goes to the background with its own stdio on
         // /dev/null; its errors before that go to a file, not to a pipe
         // that the background process could hold open.
@@ -69,13 +69,21 @@ impl Master {
     }
 }
 
+/// ssh's arguments for the master itself at `socket` (starting it,
+/// ending it): the guest's, with that socket and `extra`.
+fn control_args(remote: &Remote, socket: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut plain = remote.clone();
+    plain.control = None;
+    let path = format!("ControlPath={}", socket.display());
+    let mut opts = vec!["-o", path.as_str()];
+    opts.extend_from_slice(extra);
+    plain.args(&opts)
+}
+
 impl Drop for Master {
     fn drop(&mut self) {
-        let path = format!("ControlPath={}", self.socket().display());
-        let mut plain = self.remote.clone();
-        plain.control = None;
         let _ = Command::new("ssh")
-            .args(plain.args(&["-o", &path, "-O", "exit"]))
+            .args(control_args(&self.remote, &self.socket(), &["-O", "exit"]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
