@@ -58,6 +58,8 @@ pub struct Options {
 
 struct State {
     facts: Facts,
+    /// This boot's facts, read once.
+    boot: crate::bootfacts::BootFacts,
     gate: Vec<String>,
     checks: Vec<Check>,
     round: u64,
@@ -151,8 +153,10 @@ pub fn run(opts: &Options) -> io::Result<()> {
         (view, facts, gate, planned)
     };
     let (mut view, facts, gate, mut planned) = load(&opts.system);
+    let boot = crate::bootcheck::boot_facts(&opts.root, crate::switch::generation_of(&opts.root));
     let mut state = State {
         facts,
+        boot,
         gate,
         checks: Vec::new(),
         round: 0,
@@ -172,6 +176,7 @@ pub fn run(opts: &Options) -> io::Result<()> {
         state.checks = planned.iter().map(|n| Check::pending(n)).collect();
         state.facts.ready_ms = None;
         crate::switch::facts(&opts.root, &mut state.facts);
+        state.facts.boot = state.boot.clone();
         match &view {
             Ok(v) => {
                 let mut inputs = opts.inputs.clone();
@@ -279,14 +284,34 @@ fn body(report: &Report) -> Rc<[u8]> {
 /// `ready_ms` and announces it, once per round.
 fn publish(opts: &Options, state: &mut State) -> io::Result<()> {
     let announce = state.report.outcome.is_final() && state.marked_round != Some(state.round);
+    let mut verdict = crate::bootentries::Verdict::Stay;
     if announce {
         state.facts.ready_ms = since_boot_ms();
-        state.rebuild();
         state.marked_round = Some(state.round);
+        // The boot's first outcome of the booted system judges its entry
+        // (once per boot, whichever daemon gets here first), before the
+        // marker, so that the marker tells the entry as it now is.
+        let booted = format!("/frx/store/{}", state.facts.system);
+        if opts.boot_system.as_deref() == Some(booted.as_str()) {
+            let ready = state.report.outcome.is_usable();
+            verdict = crate::bootcheck::after_first_outcome(&opts.root, &mut state.boot, ready);
+            state.facts.boot = state.boot.clone();
+        }
+        state.rebuild();
     }
     markers::write_state(&opts.root, &state.report)?;
     if announce {
         markers::announce(&opts.root, &state.report, opts.console.as_deref());
+    }
+    if verdict == crate::bootentries::Verdict::Reboot {
+        eprintln!("fruix-agent: this boot's trial failed: rebooting into the previous generation");
+        // On a thread of its own: init stops us on the way down, and the
+        // loop must still answer SIGTERM.
+        let (root, mode) = (opts.root.clone(), state.facts.boot_mode.clone());
+        thread::spawn(move || {
+            let e = crate::bootcheck::reboot(&root, &mode);
+            eprintln!("fruix-agent: reboot failed: {e}");
+        });
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use fruix_activation::GuestRoot;
 use fruix_agent::generations;
@@ -118,6 +118,7 @@ fn switch_to(root_dir: PathBuf, json: bool, confirm_timeout: u64, n: u64) -> Res
         system: Some(g.system.clone()),
         confirm_timeout,
         dry_run: false,
+        boot: false,
         from_stdin: false,
         follow: None,
         recover: false,
@@ -151,6 +152,13 @@ pub fn switch_generation(a: SwitchGenerationArgs) -> Result<bool> {
 pub fn delete(a: DeleteArgs) -> Result<bool> {
     let root = GuestRoot::new(&a.common.root);
     let gone = generations::delete(&root, booted().as_deref(), a.keep)?;
+    // Their boot entries go with them: an entry must never name a system
+    // that gc may remove.
+    let esp = fruix_agent::bootcheck::update(&root)
+        .context("generations deleted, but their boot entries are still on the ESP")?;
+    for c in esp {
+        eprintln!("boot entries: {c}");
+    }
     let mut out = std::io::stdout().lock();
     if a.common.json {
         writeln!(out, "{}", serde_json::json!({ "deleted": gone }))?;

@@ -2,11 +2,15 @@
 //! readiness checks, and the report they make. The `fruix-agent` binary is
 //! a thin command line over it.
 
+pub mod bootcheck;
+pub mod bootentries;
+pub mod bootfacts;
 pub mod checks;
 pub mod client;
 pub mod daemon;
 pub mod early;
 pub mod error;
+pub mod esp;
 pub mod generations;
 pub mod hostkeys;
 pub mod init;

@@ -4,6 +4,7 @@
 
 use fruix_agent::platform;
 
+mod boot_cmd;
 mod gen_cmd;
 mod store_cmd;
 mod switch_cmd;
@@ -120,6 +121,16 @@ enum Command {
     /// Remove the store items no remaining generation needs (nor the
     /// current or booted system); prints what it freed.
     Gc(gen_cmd::GcArgs),
+    /// List the ESP's boot entries, newest first, and the one the next
+    /// boot starts.
+    BootEntries {
+        /// Print them as JSON, with this boot's id and facts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reboot the guest the way its boot mode does (Shepherd as PID 1, or
+    /// the classic init).
+    Reboot,
     /// Bring the guest in line with a system item: /etc, accounts, links,
     /// host keys, generations. Exit 0 when every step succeeded.
     Activate {
@@ -380,6 +391,8 @@ fn main() -> ExitCode {
         Command::SwitchGeneration(a) => gen_cmd::switch_generation(a),
         Command::DeleteGenerations(a) => gen_cmd::delete(a),
         Command::Gc(a) => gen_cmd::gc(a),
+        Command::BootEntries { json } => boot_cmd::list(json),
+        Command::Reboot => boot_cmd::reboot(),
         Command::Store(args) => store_cmd::run(args),
     };
     match result {

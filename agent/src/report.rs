@@ -34,6 +34,9 @@ pub struct Facts {
     /// The SSH host keys' fingerprints by report key
     /// (`ssh_host_key_ed25519`), for each of the types activation makes.
     pub host_keys: Vec<(String, String)>,
+    /// This boot: its generation and entry, and a fallback from a newer
+    /// one (read once per boot, `bootcheck::boot_facts`).
+    pub boot: crate::bootfacts::BootFacts,
 }
 
 /// Status keys fed by a check of the given name.
@@ -120,6 +123,19 @@ pub fn build(facts: &Facts, checks: &[Check], gate: &[String]) -> Report {
         "switch_reason".into(),
         facts.switch_reason.clone().unwrap_or_else(|| "none".into()),
     ));
+    let boot = &facts.boot;
+    let or_none = |v: Option<u64>| v.map_or("none".into(), |g: u64| g.to_string());
+    fields.push(("booted_generation".into(), or_none(boot.generation)));
+    fields.push((
+        "boot_entry".into(),
+        if boot.entry.is_empty() {
+            "none".into()
+        } else {
+            boot.entry.clone()
+        },
+    ));
+    fields.push(("boot_fallback_from".into(), or_none(boot.fallback_from)));
+    fields.push(("boot_tries_failed".into(), boot.tries_failed.to_string()));
     fields.push((
         "ready_ms".into(),
         facts.ready_ms.map_or("none".into(), |m| m.to_string()),
@@ -226,6 +242,10 @@ mod tests {
                 "generation",
                 "switch",
                 "switch_reason",
+                "booted_generation",
+                "boot_entry",
+                "boot_fallback_from",
+                "boot_tries_failed",
                 "ready_ms",
                 "extra_probe"
             ]
@@ -262,6 +282,13 @@ mod tests {
                 "ssh_host_key_ed25519".into(),
                 "SHA256:3GG+7T8TFHpUGjaC2RPRGJbv9TE+moNWGxySnNXfNZI".into(),
             )],
+            boot: crate::bootfacts::BootFacts {
+                generation: Some(2),
+                entry: "blessed".into(),
+                fallback_from: Some(3),
+                tries_failed: 1,
+                error: None,
+            },
         };
         let checks = vec![
             Check::ok("sshd", "running"),
@@ -281,6 +308,14 @@ mod tests {
         ];
         let r = build(&facts, &checks, &gate());
         assert_eq!(r.outcome, Outcome::Failed);
+        for (k, want) in [
+            ("booted_generation", "2"),
+            ("boot_entry", "blessed"),
+            ("boot_fallback_from", "3"),
+            ("boot_tries_failed", "1"),
+        ] {
+            assert_eq!(r.get(k), Some(want), "{k}");
+        }
         assert_eq!(
             r.fields.last(),
             Some(&("web_app".into(), "not-ready".into()))

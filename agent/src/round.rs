@@ -80,6 +80,8 @@ pub fn facts(view: &SystemView) -> Facts {
         switch: "none".into(),
         switch_reason: None,
         host_keys: crate::hostkeys::fingerprints(&crate::hostkeys::read(&view.root)),
+        // Read by the daemon, once per boot (`bootcheck::boot_facts`).
+        boot: crate::bootfacts::BootFacts::default(),
     }
 }
 

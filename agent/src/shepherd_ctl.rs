@@ -100,6 +100,16 @@ impl Control {
         result_of(&reply)
     }
 
+    /// Stops `root`: as PID 1, Shepherd stops every service, then
+    /// reboots (what its own `reboot` command asks). Its reply may never
+    /// come (it is going down): no reply is no error.
+    pub fn stop_root(&self) -> Result<(), ShepherdError> {
+        match self.send("stop", "root", &[]) {
+            Ok(_) | Err(ShepherdError::NotSexp | ShepherdError::NoResult) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Loads a file of service definitions (it registers them: running
     /// ones get a pending replacement).
     pub fn load(&self, file: &str) -> Result<(), ShepherdError> {

@@ -30,6 +30,11 @@ pub struct SwitchArgs {
     /// private temporary directory; the store is not written.
     #[arg(long, requires = "dry_run")]
     pub from_stdin: bool,
+    /// Switch nothing now: make SYSTEM the generation the next boot tries
+    /// (a counted boot entry; blessed by that boot's readiness, else the
+    /// boot falls back to the current generation).
+    #[arg(long, conflicts_with_all = ["dry_run", "follow", "recover"])]
+    pub boot: bool,
     /// Follow the switch with this id (after a lost connection).
     #[arg(long, value_name = "ID", conflicts_with = "recover")]
     pub follow: Option<String>,
@@ -84,6 +89,22 @@ pub fn run(a: SwitchArgs) -> Result<bool> {
         if a.dry_run {
             let p = switch::dry_run::preview(&root, &system)?;
             return print_preview(&p, a.json);
+        }
+        if a.boot {
+            let s = switch::boot::stage(&root, &system)?;
+            if a.json {
+                writeln!(out, "{}", serde_json::to_string(&s)?)?;
+            } else {
+                for c in &s.changes {
+                    writeln!(out, "{c}")?;
+                }
+                writeln!(
+                    out,
+                    "generation {} ({}) is tried at the next boot: entry {}",
+                    s.generation, s.system, s.entry
+                )?;
+            }
+            return Ok(true);
         }
         start_and_follow(&a, &root, &system)?
     };

@@ -141,8 +141,16 @@ pub struct DeployArgs {
     pub confirm_timeout: u64,
     /// Print the plan (items to send, /etc changes, services to start,
     /// stop and restart) and change nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["boot", "reboot"])]
     pub dry_run: bool,
+    /// Switch nothing now: the new generation becomes the next boot's
+    /// first try (a counted boot entry, blessed when that boot is ready).
+    #[arg(long, conflicts_with = "reboot")]
+    pub boot: bool,
+    /// As --boot, then reboot the guest, wait for it, and report the
+    /// generation it came up in (exit 1 when it fell back).
+    #[arg(long)]
+    pub reboot: bool,
 }
 
 /// Arguments of `fruix system vm`.
@@ -185,6 +193,12 @@ pub struct VmArgs {
     /// Stop the guest once it has reported (else it runs until Ctrl-C).
     #[arg(long)]
     pub stop_when_ready: bool,
+    /// Let the guest write its image (no snapshot: deploys, boot entries
+    /// and try counters stay) and reboot: under UEFI systemd-boot picks
+    /// the entry; a direct boot is started again from the ESP's default
+    /// entry. Boot a copy: the image is changed.
+    #[arg(long)]
+    pub persistent: bool,
     /// Boot again, up to N times, when the guest kernel panics before the
     /// agent reports (QEMU 7.2's TCG crashes a guest now and then; the
     /// console of each panic is kept).

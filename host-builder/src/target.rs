@@ -57,7 +57,7 @@ impl GenFile {
 
 /// The GPT partition name of the root, also its label on Linux: FreeBSD
 /// finds it as `/dev/gpt/NAME`, Linux as `LABEL=NAME`.
-pub const ROOT_LABEL: &str = "fruix-root";
+pub use fruix_system::bootentry::ROOT_LABEL;
 
 /// `etc/fstab`.
 pub fn fstab(os: Os) -> String {

@@ -24,6 +24,11 @@ pub enum GenState {
     Committed,
     /// Not ready: the switch went back.
     RolledBack,
+    /// Made by `switch --boot`: tried at the next boot, not yet booted.
+    BootPending,
+    /// Tried at a boot that failed (or never reported); the boot fell
+    /// back to an older generation.
+    BootFailed,
 }
 
 impl GenState {
@@ -33,6 +38,8 @@ impl GenState {
             GenState::Trying => "trying",
             GenState::Committed => "committed",
             GenState::RolledBack => "rolled-back",
+            GenState::BootPending => "boot-pending",
+            GenState::BootFailed => "boot-failed",
         }
     }
 }

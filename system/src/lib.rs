@@ -17,7 +17,10 @@
 //!   written by activation, read by the agent's activation check.
 //! - [`switch`]: the state of a live switch (`/frx/var/fruix/switch.json`).
 //! - [`generations`]: the generation records (`/frx/var/fruix/generations.json`).
+//! - [`bootentry`]: the ESP's loader entries (names with try counters, text),
+//!   the kernel command line.
 
+pub mod bootentry;
 pub mod closure;
 pub mod config;
 pub mod console;

@@ -22,7 +22,7 @@ const GPL3_FIRST: &str = "                    GNU GENERAL PUBLIC LICENSE";
 /// The declaration of `example` with a second web service on 8081 and a
 /// package of its own (a one-file `dir` package), and, when `bad`, a
 /// gating service whose readiness check can never pass.
-fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
+pub fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
     let note = out().join("deploy-note");
     std::fs::create_dir_all(&note).unwrap();
     std::fs::write(note.join("NOTE"), "deployed by the system tests\n").unwrap();
@@ -66,7 +66,7 @@ fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
 /// JSON it printed, and its standard error. With `cut`, the deploy's ssh
 /// connection is killed (SIGKILL to its ssh processes) as soon as the switch
 /// has started in the guest, as a network cut or a dying laptop would.
-fn deploy(
+pub fn deploy(
     guest: &Guest,
     decl: &Path,
     extra: &[&str],

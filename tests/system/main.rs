@@ -15,6 +15,8 @@
 // Test helpers panic on a broken test machine: that is their report.
 #![allow(clippy::unwrap_used)]
 
+#[path = "bootcount.rs"]
+mod bootcount;
 #[path = "deploy.rs"]
 mod deploy;
 #[path = "faults.rs"]
@@ -46,7 +48,14 @@ fn boot_to_ready(example: &str, firmware: &str) {
     let img = image(&decl);
     let system = img.report["system"].as_str().unwrap().to_owned();
     let pid1 = example == "pid1.toml";
-    let guest = Guest::boot(&img.path, firmware, &[]);
+    // The UEFI guests keep what they write (a copy of the image): their
+    // reboots are systemd-boot's to count.
+    let guest = if firmware == "uefi" {
+        let copy = support::copy_image(&img.path, &format!("{name}-persistent"));
+        Guest::boot_with(&copy, firmware, &[], &["--persistent"])
+    } else {
+        Guest::boot(&img.path, firmware, &[])
+    };
     let mut v = Verdict::new(&format!("boot-to-ready {name}"));
     v.saw("accel", guest.vm["accel"].as_str().unwrap_or(""));
     v.saw("firmware", firmware);
@@ -72,6 +81,10 @@ fn boot_to_ready(example: &str, firmware: &str) {
         ("store_verify", "ok"),
         ("activation", "ok"),
         ("generation", "1"),
+        ("booted_generation", "1"),
+        ("boot_entry", "blessed"),
+        ("boot_fallback_from", "none"),
+        ("boot_tries_failed", "0"),
         ("switch", "none"),
         ("switch_reason", "none"),
         (
@@ -114,6 +127,8 @@ fn boot_to_ready(example: &str, firmware: &str) {
     // case in shepherd-pid1 mode, a committed switch in rc-shepherd mode.
     if firmware == "direct" {
         deploy::cases(&mut v, &guest, example, &system, pid1);
+    } else {
+        bootcount::cases(&mut v, &guest, example, pid1);
     }
     v.finish();
 }

@@ -282,6 +282,12 @@ impl Guest {
     /// Boots `image` and waits for the agent's ready line. The guest keeps
     /// running (for `query`) until dropped.
     pub fn boot(image: &Path, firmware: &str, append: &[&str]) -> Guest {
+        Guest::boot_with(image, firmware, append, &[])
+    }
+
+    /// As [`Guest::boot`], with more arguments for `fruix system vm`
+    /// (`--persistent`).
+    pub fn boot_with(image: &Path, firmware: &str, append: &[&str], extra: &[&str]) -> Guest {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -299,6 +305,7 @@ impl Guest {
         for a in append {
             cmd.args(["--append", a]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

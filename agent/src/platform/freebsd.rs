@@ -71,3 +71,41 @@ pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
 /// How a switch restarts the agent's daemon in rc-shepherd mode: its rc.d
 /// script, which the new system's `/etc` now holds.
 pub const RC_AGENT_RESTART: &[&str] = &["/etc/rc.d/fruix_agent", "restart"];
+
+/// The disk holding the root's ESP: FreeBSD's boot entries are not
+/// loader entries on the ESP (docs/boot.md), so none.
+pub fn root_disk() -> Option<std::path::PathBuf> {
+    None
+}
+
+/// Whether this platform keeps boot entries on the ESP; FreeBSD's loader
+/// has `nextboot` instead.
+pub const ESP_BOOT_ENTRIES: bool = false;
+
+/// How rc mode reboots: rc.shutdown first, then the reboot.
+pub const RC_REBOOT: &[&str] = &["/sbin/shutdown", "-r", "now"];
+
+/// This boot's id: the kernel's boot time, new at every boot.
+pub fn boot_id() -> Option<String> {
+    let out = Command::new("/sbin/sysctl")
+        .args(["-n", "kern.boottime"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Reboots at once (the caller synced): reboot(2) with `RB_AUTOBOOT`,
+/// which is 0 on FreeBSD (sys/reboot.h; libc names no constant for it).
+/// Returns only on failure.
+pub fn hard_reboot() -> std::io::Error {
+    // SAFETY: reboot(2) takes no pointers; it reboots or fails (without
+    // privilege), which errno says.
+    let rc = unsafe { libc::reboot(0) };
+    if rc == 0 {
+        std::io::Error::other("reboot returned")
+    } else {
+        std::io::Error::last_os_error()
+    }
+}

@@ -96,3 +96,48 @@ pub fn peer_uid(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
 /// How a switch restarts the agent's daemon in rc-shepherd mode: its LSB
 /// script, which the new system's `/etc` now holds.
 pub const RC_AGENT_RESTART: &[&str] = &["/etc/init.d/fruix-agent", "restart"];
+
+/// The whole disk that holds the root file system, whose GPT has the ESP
+/// with the boot entries: `/sys/dev/block/MAJ:MIN` of `/` names the
+/// partition's directory, whose parent is the disk's. None when `/` is
+/// not on a partition of a disk (a namespace boot, a tmpfs).
+pub fn root_disk() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata("/").ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let part = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    // A partition has a `partition` file; its parent directory is the disk.
+    if !part.join("partition").is_file() {
+        return None;
+    }
+    let disk = part.parent()?.file_name()?.to_str()?.to_owned();
+    Some(std::path::PathBuf::from(format!("/dev/{disk}")))
+}
+
+/// Whether this platform keeps boot entries on the ESP (systemd-boot's
+/// loader entries); FreeBSD's loader has its own means.
+pub const ESP_BOOT_ENTRIES: bool = true;
+
+/// How rc mode reboots: the classic init's own command, which stops the
+/// rc services first.
+pub const RC_REBOOT: &[&str] = &["/usr/sbin/reboot"];
+
+/// This boot's id: a new one at every boot.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+}
+
+/// Reboots at once (the caller synced): reboot(2) with `RB_AUTOBOOT`.
+/// Returns only on failure.
+pub fn hard_reboot() -> std::io::Error {
+    // SAFETY: reboot(2) takes no pointers; it reboots or fails (without
+    // privilege), which errno says.
+    let rc = unsafe { libc::reboot(libc::RB_AUTOBOOT) };
+    if rc == 0 {
+        std::io::Error::other("reboot returned")
+    } else {
+        std::io::Error::last_os_error()
+    }
+}

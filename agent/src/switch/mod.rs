@@ -11,6 +11,7 @@
 //! with the switch's outcome: 0 committed, 1 rolled back, 2 failed or
 //! error. `--follow ID` follows a running switch again after a reconnect.
 
+pub mod boot;
 pub mod dry_run;
 pub mod error;
 pub mod notify;

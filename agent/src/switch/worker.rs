@@ -210,6 +210,7 @@ pub fn run(
             ledger.generation,
             crate::generations::State::Committed,
         );
+        boot_entries(&mut run);
         run.enter(Phase::Committed)?;
         notify::recheck_and_wait(root, "committed");
         return Ok(run.state);
@@ -225,6 +226,41 @@ pub fn run(
     };
     run.event(reason.clone());
     rollback(run, reason)
+}
+
+/// The ESP's boot entries brought in line with the committed generation
+/// (its new entry counted: the next boot tries it). An ESP that cannot
+/// be written leaves the live switch committed, and says so.
+fn boot_entries(run: &mut Run<'_>) {
+    // A generation that waited for the next boot is superseded by this
+    // one: a failed boot of this one falls back to the one it replaced.
+    let pending: Vec<u64> = crate::generations::list(run.root, None)
+        .unwrap_or_default()
+        .iter()
+        .filter(|g| g.state == fruix_system::generations::GenState::BootPending)
+        .map(|g| g.number)
+        .collect();
+    for n in pending {
+        crate::generations::generations_set(
+            run.root,
+            Some(n),
+            crate::generations::State::RolledBack,
+        );
+        run.event(format!(
+            "generation {n}, waiting for the next boot, is superseded"
+        ));
+    }
+    match crate::bootcheck::update(run.root) {
+        Ok(changes) => {
+            for c in changes {
+                run.event(format!("boot entries: {c}"));
+            }
+        }
+        Err(e) => run.event(format!(
+            "boot entries not updated: {}",
+            crate::error::chain(&e)
+        )),
+    }
 }
 
 /// Loads, unloads, restarts and starts what `p` says, loading the

@@ -12,7 +12,7 @@ use super::request;
 use crate::Outcome;
 use crate::cli::{DeployArgs, RemoteArgs, SshArgs};
 use crate::deploy::remote::{AGENT, Remote, last_line};
-use crate::deploy::run::{self, DeployOptions};
+use crate::deploy::run::{self, DeployOptions, When};
 use crate::progress::Progress;
 use crate::query::{HostKeys, Target};
 
@@ -93,6 +93,13 @@ pub fn deploy(a: DeployArgs) -> Result<Outcome> {
         remote: remote(&a.ssh)?,
         confirm_timeout: a.confirm_timeout,
         dry_run: a.dry_run,
+        when: if a.reboot {
+            When::Reboot
+        } else if a.boot {
+            When::Boot
+        } else {
+            When::Live
+        },
     };
     let host = opts.remote.target.known_hosts_name();
     let quiet = a.build.quiet;
@@ -146,6 +153,9 @@ pub fn deploy(a: DeployArgs) -> Result<Outcome> {
             done.missing, done.items, done.sent_bytes, done.missing_file_bytes
         )?;
     }
+    if let Some(staged) = &done.boot {
+        return report_boot(&mut out, &host, json, staged, done.rebooted.as_ref());
+    }
     match &done.switch {
         Some(s) if json => Ok(match s.phase {
             Phase::Committed => Outcome::Success,
@@ -155,6 +165,53 @@ pub fn deploy(a: DeployArgs) -> Result<Outcome> {
         Some(s) => report_switch(&mut out, &host, s),
         None => Ok(Outcome::Success),
     }
+}
+
+/// Says what `--boot` and `--reboot` did; exit 1 when the reboot came
+/// up in another generation than the new one, or not ready.
+fn report_boot(
+    out: &mut dyn Write,
+    host: &str,
+    json: bool,
+    staged: &crate::deploy::reboot::Staged,
+    rebooted: Option<&crate::deploy::reboot::Rebooted>,
+) -> Result<Outcome> {
+    let Some(r) = rebooted else {
+        if !json {
+            writeln!(
+                out,
+                "{host}: generation {} is tried at the next boot (entry {})",
+                staged.generation, staged.entry
+            )?;
+        }
+        return Ok(Outcome::Success);
+    };
+    let booted = r.booted_generation.map_or("none".into(), |g| g.to_string());
+    if r.came_up_in(staged.generation) {
+        if !json {
+            writeln!(
+                out,
+                "{host}: rebooted into generation {booted}: {} (entry {}, {:.1} s)",
+                r.ready_marker, r.boot_entry, r.seconds
+            )?;
+        }
+        return Ok(Outcome::Success);
+    }
+    if !json {
+        match r.boot_fallback_from {
+            Some(from) => writeln!(
+                out,
+                "{host}: generation {from} failed at boot ({} tries); the guest fell back to generation {booted}: {}",
+                r.boot_tries_failed, r.ready_marker
+            )?,
+            None => writeln!(
+                out,
+                "{host}: rebooted into generation {booted}, not {}: {}",
+                staged.generation, r.ready_marker
+            )?,
+        }
+    }
+    Ok(Outcome::Findings)
 }
 
 /// Runs `fruix system generations`.

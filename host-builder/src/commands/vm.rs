@@ -56,7 +56,13 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         timeout: Duration::from_secs(a.timeout),
         append: a.append.clone(),
         console_log,
+        persistent: a.persistent,
     };
+    if a.persistent {
+        // QEMU appends to a persistent guest's console across its boots;
+        // a run starts with a console of its own.
+        let _ = std::fs::remove_file(&opts.console_log);
+    }
     let stop = vm::stop_signals()?;
     // OVMF's variables and a direct boot's kernel and initrd: a private
     // directory with a random name (0700, made exclusively by tempfile).
@@ -68,7 +74,7 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
     let mut attempt = 0;
     let (mut qemu, port, mut report) = loop {
         attempt += 1;
-        let (mut qemu, port, accel) = vm::start(&opts, work.path())?;
+        let (mut qemu, port, accel, entry) = vm::start(&opts, work.path())?;
         // A retry keeps the port the user (or the first attempt) chose.
         opts.ssh_port = port;
         progress.line(&format!(
@@ -82,7 +88,13 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
         ));
         // QEMU failing is an error on the host (exit 2); a report, ready
         // or not, is the guest's.
-        let report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop)?;
+        if let Some(e) = &entry {
+            progress.line(&format!(
+                "vm: direct boot of the ESP's default entry {e} (direct boot counts no tries)"
+            ));
+        }
+        let mut report = vm::wait_ready(&mut qemu, &opts, port, accel, &stop)?;
+        report.boot_entry = entry;
         if report.kernel_panicked() && attempt <= a.retries && !stop.load(Ordering::Relaxed) {
             let kept = opts
                 .console_log
@@ -170,9 +182,41 @@ pub fn run(a: VmArgs) -> Result<Outcome> {
     progress.line(&format!(
         "vm: running; ssh -p {port} root@127.0.0.1 (Ctrl-C stops it)"
     ));
-    while qemu.exited().is_none() && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(200));
+    while !stop.load(Ordering::Relaxed) {
+        match qemu.exited() {
+            None => std::thread::sleep(Duration::from_millis(200)),
+            // A persistent direct boot's guest that rebooted is started
+            // again, from the ESP's default entry as it is now (UEFI
+            // guests reboot inside QEMU).
+            Some(status)
+                if status.success()
+                    && a.persistent
+                    && firmware == Firmware::Direct
+                    && rebooted(&opts.console_log) =>
+            {
+                let (q, _, _, entry) = vm::start(&opts, work.path())?;
+                progress.line(&format!(
+                    "vm: the guest rebooted; QEMU {} boots entry {}",
+                    q.id(),
+                    entry.as_deref().unwrap_or("?")
+                ));
+                qemu = q;
+            }
+            Some(_) => break,
+        }
     }
     drop(qemu);
     Ok(outcome)
+}
+
+/// True when the console's last kernel shutdown line asked for a restart
+/// (not a power-off).
+fn rebooted(console: &std::path::Path) -> bool {
+    let text = std::fs::read(console).unwrap_or_default();
+    let tail = &text[text.len().saturating_sub(16 * 1024)..];
+    String::from_utf8_lossy(tail)
+        .lines()
+        .rev()
+        .find(|l| l.contains("reboot: "))
+        .is_some_and(|l| l.contains("reboot: Restarting system"))
 }

@@ -13,46 +13,10 @@ use serde::Serialize;
 
 use super::remote::{AGENT, Remote, RemoteError, last_line};
 use super::stream;
-use crate::pipeline::{self, PipelineError, SystemRequest};
+use crate::pipeline::{self, SystemRequest};
 use crate::progress::Progress;
 
-/// Why a deploy could not be done (exit 2).
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    /// The system could not be built.
-    #[error(transparent)]
-    Build(#[from] PipelineError),
-    /// The guest could not be asked, or refused.
-    #[error(transparent)]
-    Remote(#[from] RemoteError),
-    /// The system item's closure could not be read.
-    #[error(transparent)]
-    Format(#[from] fruix_system::FormatError),
-    /// The built system item's name is not an item name.
-    #[error(transparent)]
-    Name(#[from] fruix_store::NameError),
-    /// The host's store could not be read.
-    #[error(transparent)]
-    Store(#[from] fruix_store::StoreError),
-    /// The guest's answer is not what its agent prints.
-    #[error("{host}: unexpected answer from {what}: {text}")]
-    Answer {
-        /// The guest.
-        host: String,
-        /// The command.
-        what: String,
-        /// What came back (its last line).
-        text: String,
-    },
-    /// The switch ended without committing or rolling back.
-    #[error("{host}: switch failed: {reason}")]
-    SwitchFailed {
-        /// The guest.
-        host: String,
-        /// Its reason.
-        reason: String,
-    },
-}
+pub use super::error::DeployError;
 
 /// What a deploy did, for `--json` and the summary.
 #[derive(Clone, Debug, Serialize)]
@@ -71,6 +35,23 @@ pub struct Deployed {
     pub switch: Option<SwitchState>,
     /// The guest's preview of the switch (dry run).
     pub preview: Option<serde_json::Value>,
+    /// The generation made the next boot's first try (`--boot`,
+    /// `--reboot`).
+    pub boot: Option<super::reboot::Staged>,
+    /// How the reboot went (`--reboot`).
+    pub rebooted: Option<super::reboot::Rebooted>,
+}
+
+/// When the new generation takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Now: a live switch, gated on its readiness.
+    Live,
+    /// At the next boot: a counted boot entry, blessed by that boot's
+    /// readiness.
+    Boot,
+    /// At a reboot made now, waited for.
+    Reboot,
 }
 
 /// A deploy's choices.
@@ -84,6 +65,8 @@ pub struct DeployOptions {
     pub confirm_timeout: u64,
     /// Plan only.
     pub dry_run: bool,
+    /// When the new generation takes over.
+    pub when: When,
 }
 
 /// Builds and deploys; `on_event` gets each progress line of the switch.
@@ -164,6 +147,8 @@ pub fn deploy(
         sent_bytes: 0,
         switch: None,
         preview: None,
+        boot: None,
+        rebooted: None,
     };
 
     if opts.dry_run {
@@ -219,6 +204,30 @@ pub fn deploy(
         done.sent_bytes = sent.unwrap_or(0);
     }
 
+    if opts.when != When::Live {
+        let staged = super::reboot::stage(remote, &host, &guest_system)?;
+        for c in &staged.changes {
+            on_event(&format!("boot entries: {c}"));
+        }
+        on_event(&format!(
+            "generation {} is tried at the next boot (entry {})",
+            staged.generation, staged.entry
+        ));
+        if opts.when == When::Reboot {
+            // Confirm timeout for the boot's readiness, and a margin for
+            // the firmware and the tries a failing entry may take.
+            let wait = Duration::from_secs(opts.confirm_timeout.min(86_400) + 900);
+            done.rebooted = Some(super::reboot::reboot_and_wait(
+                remote,
+                &host,
+                staged.generation,
+                wait,
+                on_event,
+            )?);
+        }
+        done.boot = Some(staged);
+        return Ok(done);
+    }
     let end = switch(remote, &host, &guest_system, opts.confirm_timeout, on_event)?;
     done.switch = Some(end);
     Ok(done)

@@ -2,65 +2,28 @@
 //! and the root's extra files, per declared os (systemd-boot and a loader
 //! entry for Linux; FreeBSD's loader and `/boot` through `freebsd.rs`).
 
-use std::collections::BTreeSet;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fruix_store::ItemName;
+use fruix_system::bootentry::{self, Entry, EntryName};
 
 use super::esp::EspContent;
 use super::freebsd;
 use crate::declaration::{InitMode, Loaded, Os};
 use crate::error::BuildError;
-use crate::target::{GenFile, ROOT_LABEL};
+use crate::target::GenFile;
 
-/// The kernel command line: the root by label, the serial console, and
-/// the system item with its digest; in shepherd-pid1 mode the agent is
-/// `init`.
-pub fn kernel_cmdline(system: &str, digest: &str, init: InitMode, agent: &str) -> String {
-    let mut s = format!(
-        "root=LABEL={ROOT_LABEL} rw console=ttyS0 net.ifnames=0 panic=-1 fruix.system=/frx/store/{system} fruix.digest={digest}"
-    );
-    if init == InitMode::ShepherdPid1 {
-        s.push_str(&format!(" init=/frx/store/{agent}/bin/fruix-agent"));
-    }
-    s
+/// The kernel command line of the image's system, generation 1 (the
+/// first boot's): the root by label, the serial console, and the system
+/// item with its digest; in shepherd-pid1 mode the agent is `init`.
+pub fn kernel_cmdline(system: &str, init: InitMode, agent: &str) -> String {
+    let pid1 = (init == InitMode::ShepherdPid1).then_some(agent);
+    bootentry::linux_cmdline(system, pid1, 1)
 }
 
-/// Where the ESP keeps the kernel, the initrd and the loader entry.
-pub mod esp_paths {
-    /// The kernel.
-    pub const KERNEL: &str = "::/EFI/fruix/vmlinuz";
-    /// The initrd.
-    pub const INITRD: &str = "::/EFI/fruix/initrd.img";
-    /// The loader entry (systemd-boot's format).
-    pub const ENTRY: &str = "::/loader/entries/fruix.conf";
-}
-
-/// The kernel and initrd of a kernel item: the newest `boot/vmlinuz-*`
-/// and its `boot/initrd.img-*`.
-fn kernel_files(item: &Path) -> Result<(PathBuf, PathBuf), BuildError> {
-    let boot = item.join("boot");
-    let names: BTreeSet<String> = fs::read_dir(&boot)
-        .map_err(|e| BuildError::Io(boot.clone(), e))?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let version = names
-        .iter()
-        .rev()
-        .filter_map(|n| n.strip_prefix("vmlinuz-"))
-        .find(|v| names.contains(&format!("initrd.img-{v}")))
-        .ok_or_else(|| {
-            BuildError::Input(format!(
-                "{}: the kernel item has no boot/vmlinuz-VERSION with a boot/initrd.img-VERSION",
-                item.display()
-            ))
-        })?;
-    Ok((
-        boot.join(format!("vmlinuz-{version}")),
-        boot.join(format!("initrd.img-{version}")),
-    ))
+/// An ESP path as mtools names it.
+fn on_esp(path: &str) -> String {
+    format!("::/{path}")
 }
 
 /// What a system boots from: the ESP's content, the root's extra files,
@@ -83,8 +46,8 @@ pub(super) fn boot_plan(
     let d = &loaded.decl;
     match *d.os.get_ref() {
         Os::Linux => {
-            let cmdline = kernel_cmdline(system, digest, d.init, agent);
-            let (kernel, initrd) = kernel_files(kernel.1)?;
+            let cmdline = kernel_cmdline(system, d.init, agent);
+            let (vmlinuz, initrd) = bootentry::kernel_files(kernel.1).map_err(BuildError::Input)?;
             let efi = bootloader
                 .1
                 .join("usr/lib/systemd/boot/efi/systemd-bootx64.efi");
@@ -94,30 +57,42 @@ pub(super) fn boot_plan(
                     efi.display()
                 )));
             }
-            let entry = format!(
-                "title Fruix ({})\nlinux /EFI/fruix/vmlinuz\ninitrd /EFI/fruix/initrd.img\noptions {cmdline}\n",
-                d.host_name.get_ref()
-            );
+            // Generation 1's entry, blessed: a first boot has nothing to
+            // fall back to. Later generations' entries are the agent's.
+            let kernel_item = kernel.0.to_string();
+            let entry = Entry::new(d.host_name.get_ref(), 1, &kernel_item, cmdline.clone());
             Ok(BootPlan {
                 esp: EspContent {
-                    dirs: &[
-                        "::/EFI",
-                        "::/EFI/BOOT",
-                        "::/EFI/fruix",
-                        "::/loader",
-                        "::/loader/entries",
-                    ],
+                    dirs: [
+                        "EFI",
+                        "EFI/BOOT",
+                        bootentry::KERNELS_DIR,
+                        "loader",
+                        bootentry::ENTRIES_DIR,
+                    ]
+                    .iter()
+                    .map(|d| on_esp(d))
+                    .collect(),
                     files: vec![
-                        (efi, "::/EFI/BOOT/BOOTX64.EFI"),
-                        (kernel, esp_paths::KERNEL),
-                        (initrd, esp_paths::INITRD),
+                        (efi, on_esp("EFI/BOOT/BOOTX64.EFI")),
+                        (
+                            vmlinuz,
+                            on_esp(&bootentry::kernel_path(
+                                &kernel_item,
+                                bootentry::KERNEL_FILE,
+                            )),
+                        ),
+                        (
+                            initrd,
+                            on_esp(&bootentry::kernel_path(
+                                &kernel_item,
+                                bootentry::INITRD_FILE,
+                            )),
+                        ),
                     ],
                     texts: vec![
-                        (
-                            "::/loader/loader.conf",
-                            "default fruix.conf\ntimeout 0\n".into(),
-                        ),
-                        (esp_paths::ENTRY, entry),
+                        (on_esp("loader/loader.conf"), bootentry::LOADER_CONF.into()),
+                        (on_esp(&EntryName::blessed(1).path()), entry.to_text()),
                     ],
                 },
                 extra: Vec::new(),
@@ -131,8 +106,8 @@ pub(super) fn boot_plan(
             let boot = freebsd::boot(kernel, bootloader, conf)?;
             Ok(BootPlan {
                 esp: EspContent {
-                    dirs: &["::/EFI", "::/EFI/BOOT"],
-                    files: vec![(boot.loader_efi, "::/EFI/BOOT/BOOTX64.EFI")],
+                    dirs: vec![on_esp("EFI"), on_esp("EFI/BOOT")],
+                    files: vec![(boot.loader_efi, on_esp("EFI/BOOT/BOOTX64.EFI"))],
                     texts: Vec::new(),
                 },
                 extra: boot.extra,
@@ -148,16 +123,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cmdline_names_the_system_and_init_only_in_pid1_mode() {
+    fn cmdline_names_the_system_generation_one_and_init_only_in_pid1_mode() {
         let pid1 = kernel_cmdline(
             "abc-system-x",
-            "abc",
             InitMode::ShepherdPid1,
             "def-fruix-agent-0.1.0",
         );
-        assert!(pid1.contains("fruix.system=/frx/store/abc-system-x fruix.digest=abc"));
+        assert!(
+            pid1.contains(
+                "fruix.system=/frx/store/abc-system-x fruix.digest=abc fruix.generation=1"
+            )
+        );
         assert!(pid1.ends_with("init=/frx/store/def-fruix-agent-0.1.0/bin/fruix-agent"));
-        let rc = kernel_cmdline("abc-system-x", "abc", InitMode::RcShepherd, "def");
+        let rc = kernel_cmdline("abc-system-x", InitMode::RcShepherd, "def");
         assert!(!rc.contains("init="));
         assert!(rc.contains("root=LABEL=fruix-root"));
     }

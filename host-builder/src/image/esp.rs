@@ -14,11 +14,11 @@ const FAT_EPOCH: &str = "315532800";
 /// What the EFI system partition holds.
 pub(super) struct EspContent {
     /// Directories to make, parents first.
-    pub(super) dirs: &'static [&'static str],
+    pub(super) dirs: Vec<String>,
     /// Files copied from the store, with their ESP paths.
-    pub(super) files: Vec<(PathBuf, &'static str)>,
+    pub(super) files: Vec<(PathBuf, String)>,
     /// Generated files: ESP path and text.
-    pub(super) texts: Vec<(&'static str, String)>,
+    pub(super) texts: Vec<(String, String)>,
 }
 
 /// Makes the FAT of the ESP inside `disk` and copies `content` in.
@@ -49,13 +49,17 @@ pub(super) fn write_esp(
         log,
     )?;
     let img = mtools_image(disk, layout.esp_offset);
-    tools::run(fat("mmd").args(["-i", &img]).args(content.dirs), None, log)?;
+    tools::run(fat("mmd").args(["-i", &img]).args(&content.dirs), None, log)?;
     let generated = TempTree::new(&state.join("work"), "esp")?;
-    let mut copies: Vec<(PathBuf, &str)> = content.files.clone();
+    let mut copies: Vec<(PathBuf, &str)> = content
+        .files
+        .iter()
+        .map(|(src, dst)| (src.clone(), dst.as_str()))
+        .collect();
     for (i, (dst, text)) in content.texts.iter().enumerate() {
         let p = generated.path().join(i.to_string());
         fs::write(&p, text).map_err(|e| BuildError::Io(p.clone(), e))?;
-        copies.push((p, dst));
+        copies.push((p, dst.as_str()));
     }
     for (src, dst) in copies {
         tools::run(

@@ -29,7 +29,7 @@ pub mod tree;
 pub mod ufs;
 pub mod vhd;
 
-pub use boot::{esp_paths, kernel_cmdline};
+pub use boot::kernel_cmdline;
 
 use std::fs;
 use std::path::{Path, PathBuf};

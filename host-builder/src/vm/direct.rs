@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::VmError;
-use crate::image::esp_paths;
+use fruix_system::bootentry::{ENTRIES_DIR, Entry, EntryName, default_entry};
+
 use crate::tools;
 use crate::tools::ToolError;
 use crate::tools::{mtools, mtools_image};
@@ -33,42 +34,56 @@ fn esp_offset(image: &Path, log: &Path) -> Result<u64, VmError> {
         .ok_or_else(|| VmError::NoEsp(image.to_owned()))
 }
 
-/// The kernel, initrd and command line of the image's loader entry,
-/// copied out of its ESP into `dir`.
+/// The kernel, initrd and command line of the image's default loader
+/// entry (the one systemd-boot would boot: the newest generation with
+/// tries left, `fruix_system::bootentry::default_entry`), copied out of
+/// its ESP into `dir`, and the entry's file name. Direct boot does not
+/// count tries: the entry is not renamed.
 pub(super) fn boot_files(
     image: &Path,
     dir: &Path,
     log: &Path,
-) -> Result<(PathBuf, PathBuf, String), VmError> {
+) -> Result<(PathBuf, PathBuf, String, String), VmError> {
     let offset = esp_offset(image, log)?;
     let img = mtools_image(image, offset);
-    // The loader entry first: a FreeBSD image has none (its loader reads
+    // The loader entries first: a FreeBSD image has none (its loader reads
     // loader.conf from the root), and QEMU cannot load its kernel.
-    let entry = tools::run(
-        mtools("mtype").args(["-i", &img, esp_paths::ENTRY]),
+    let listing = tools::run(
+        mtools("mdir").args(["-b", "-i", &img, &format!("::/{ENTRIES_DIR}")]),
         None,
         log,
     )
     .map_err(|e| match e {
-        // mtype ran and found no entry; any other error (mtools missing)
-        // is itself.
+        // mdir ran and found no directory; any other error (mtools
+        // missing) is itself.
         ToolError::Failed { .. } => VmError::NoLoaderEntry(image.to_owned()),
         other => VmError::Tool(other),
     })?;
+    let names: Vec<EntryName> = listing
+        .lines()
+        .filter_map(|l| l.trim().rsplit('/').next())
+        .filter_map(EntryName::parse)
+        .collect();
+    let name = default_entry(&names).ok_or_else(|| VmError::NoLoaderEntry(image.to_owned()))?;
+    let text = tools::run(
+        mtools("mtype").args(["-i", &img, &format!("::/{}", name.path())]),
+        None,
+        log,
+    )?;
+    let entry = Entry::parse(&text).ok_or_else(|| VmError::NoOptions(image.to_owned()))?;
+    if entry.options.is_empty() {
+        return Err(VmError::NoOptions(image.to_owned()));
+    }
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
-    for (src, dst) in [(esp_paths::KERNEL, &kernel), (esp_paths::INITRD, &initrd)] {
+    for (src, dst) in [(&entry.linux, &kernel), (&entry.initrd, &initrd)] {
         tools::run(
-            mtools("mcopy").args(["-n", "-i", &img, src]).arg(dst),
+            mtools("mcopy")
+                .args(["-n", "-i", &img, &format!("::{src}")])
+                .arg(dst),
             None,
             log,
         )?;
     }
-    let cmdline = entry
-        .lines()
-        .find_map(|l| l.strip_prefix("options "))
-        .ok_or_else(|| VmError::NoOptions(image.to_owned()))?
-        .trim()
-        .to_owned();
-    Ok((kernel, initrd, cmdline))
+    Ok((kernel, initrd, entry.options, name.to_string()))
 }

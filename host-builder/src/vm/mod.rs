@@ -6,7 +6,11 @@
 //! default CPU's cmpxchg16b). UEFI boots OVMF, which loads systemd-boot
 //! from the ESP; direct boot hands QEMU the kernel, initrd and command
 //! line of the ESP's loader entry, which saves the firmware's seconds.
-//! The disk is opened with `-snapshot`, so the image stays as built.
+//! The disk is opened with `-snapshot`, so the image stays as built,
+//! unless `persistent`: then the guest writes its image (deploys, boot
+//! entries, systemd-boot's try counters) and reboots stay in QEMU under
+//! UEFI, where systemd-boot picks the entry; a direct boot is started
+//! again by the runner with the ESP's new default entry.
 //! User-mode networking forwards 127.0.0.1:PORT to the guest's port 22,
 //! and nothing else. QEMU dies with us (the platform's parent-death
 //! signal), and is killed on timeout, on SIGINT/SIGTERM and when asked to
@@ -67,6 +71,8 @@ pub struct VmOptions {
     pub append: Vec<String>,
     /// Where the serial console is written.
     pub console_log: PathBuf,
+    /// Write to the image (no `-snapshot`), and let the guest reboot.
+    pub persistent: bool,
 }
 
 /// How a boot went.
@@ -101,6 +107,10 @@ pub struct VmReport {
     /// The known_hosts file that pins them (see [`known_hosts`]), once
     /// written.
     pub known_hosts: Option<PathBuf>,
+    /// The loader entry a direct boot started (the ESP's default; direct
+    /// boot counts no tries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot_entry: Option<String>,
 }
 
 impl VmReport {
@@ -179,7 +189,10 @@ fn first_existing(paths: &[&str]) -> Option<PathBuf> {
 /// Starts QEMU for `opts`, with its work files (OVMF's variables, the
 /// kernel and initrd of a direct boot) in `work`; returns it with what the
 /// report needs.
-pub fn start(opts: &VmOptions, work: &Path) -> Result<(Qemu, u16, &'static str), VmError> {
+pub fn start(
+    opts: &VmOptions,
+    work: &Path,
+) -> Result<(Qemu, u16, &'static str, Option<String>), VmError> {
     if !opts.image.is_file() {
         return Err(VmError::NoImage(opts.image.clone()));
     }
@@ -198,12 +211,14 @@ pub fn start(opts: &VmOptions, work: &Path) -> Result<(Qemu, u16, &'static str),
     } else {
         opts.ssh_port
     };
+    let mut entry = None;
     let boot = match opts.firmware {
         Firmware::Direct => {
             if format != DiskFormat::Raw {
                 return Err(VmError::DirectNeedsRaw(opts.image.clone()));
             }
-            let (kernel, initrd, mut cmdline) = direct::boot_files(&opts.image, work, &log)?;
+            let (kernel, initrd, mut cmdline, name) = direct::boot_files(&opts.image, work, &log)?;
+            entry = Some(name);
             for a in &opts.append {
                 cmdline.push(' ');
                 cmdline.push_str(a);
@@ -244,17 +259,22 @@ pub fn start(opts: &VmOptions, work: &Path) -> Result<(Qemu, u16, &'static str),
         format,
         port,
         console_log: opts.console_log.clone(),
+        persistent: opts.persistent,
     });
-    let _ = fs::remove_file(&opts.console_log);
-    // Every boot makes new host keys (the disk is a snapshot): the keys
-    // pinned for an earlier boot are not this guest's.
-    let _ = fs::remove_file(known_hosts::path_for(&opts.console_log));
+    // A persistent guest's console goes on across its boots (QEMU
+    // appends), and its host keys stay on its disk.
+    if !opts.persistent {
+        let _ = fs::remove_file(&opts.console_log);
+        // Every boot makes new host keys (the disk is a snapshot): the keys
+        // pinned for an earlier boot are not this guest's.
+        let _ = fs::remove_file(known_hosts::path_for(&opts.console_log));
+    }
     let qemu_log = opts.console_log.with_extension("qemu.log");
     let err = fs::File::create(&qemu_log).map_err(|e| VmError::Io(qemu_log.clone(), e))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
     platform::kill_with_parent(&mut cmd);
     let child = cmd.spawn().map_err(VmError::Qemu)?;
-    Ok((Qemu { child }, port, accel))
+    Ok((Qemu { child }, port, accel, entry))
 }
 
 /// Waits for the ready line. Returns the report; QEMU is still running
@@ -288,6 +308,7 @@ pub fn wait_ready(
         host_keys: watch.host_keys().map(<[_]>::to_vec).unwrap_or_default(),
         host_keys_error: watch.host_keys_error().map(str::to_owned),
         known_hosts: None,
+        boot_entry: None,
     };
     loop {
         if let Some(r) = watch.poll(&opts.console_log) {
@@ -374,6 +395,7 @@ mod tests {
             host_keys: vec![],
             host_keys_error: None,
             known_hosts: None,
+            boot_entry: None,
         };
         assert!(r.kernel_panicked());
         r.console_tail.pop();
@@ -391,6 +413,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             append: Vec::new(),
             console_log: dir.join("x.console.log"),
+            persistent: false,
         }
     }
 

@@ -171,6 +171,8 @@ pub struct Spec {
     pub port: u16,
     /// Where the serial console is written.
     pub console_log: PathBuf,
+    /// Write to the image, and reboot in QEMU under UEFI.
+    pub persistent: bool,
 }
 
 /// QEMU's command for `spec` (stdio and the parent-death signal are the
@@ -197,14 +199,12 @@ pub fn command(spec: &Spec) -> Command {
     ]);
     cmd.args(["-m", &spec.memory.to_string()]);
     cmd.args(["-smp", &spec.cpus.to_string()]);
-    cmd.args([
-        "-nographic",
-        "-no-reboot",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-    ]);
+    // A guest that reboots makes QEMU exit, except a persistent UEFI
+    // guest: its reboots are systemd-boot's to count.
+    if !(spec.persistent && matches!(spec.boot, Boot::Uefi { .. })) {
+        cmd.arg("-no-reboot");
+    }
+    cmd.args(["-nographic", "-display", "none", "-monitor", "none"]);
     match &spec.boot {
         Boot::Direct {
             kernel,
@@ -227,7 +227,9 @@ pub fn command(spec: &Spec) -> Command {
         &spec.image,
         &format!(",format={},if=virtio", spec.format.as_str()),
     ));
-    cmd.arg("-snapshot");
+    if !spec.persistent {
+        cmd.arg("-snapshot");
+    }
     cmd.arg("-netdev").arg(format!(
         "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22",
         spec.port
@@ -236,8 +238,11 @@ pub fn command(spec: &Spec) -> Command {
     // Entropy from the host: without it the guest's random pool takes tens
     // of seconds to fill under TCG, and ssh-keygen and sshd wait for it.
     cmd.args(["-device", "virtio-rng-pci"]);
-    cmd.arg("-chardev")
-        .arg(opt_path("file,id=console,path=", &spec.console_log, ""));
+    cmd.arg("-chardev").arg(opt_path(
+        "file,id=console,path=",
+        &spec.console_log,
+        if spec.persistent { ",append=on" } else { "" },
+    ));
     cmd.args(["-serial", "chardev:console"]);
     cmd
 }
@@ -266,6 +271,7 @@ mod tests {
             format: DiskFormat::Raw,
             port: 2222,
             console_log: dir.join("c,append=x.log"),
+            persistent: false,
         }
     }
 
