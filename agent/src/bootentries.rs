@@ -16,8 +16,7 @@
 //! and the report says what failed. A boot whose newer, counted entry
 //! ran out of tries says so (`boot_fallback_from`, `boot_tries_failed`).
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::Path;
 
 use fruix_activation::GuestRoot;
@@ -107,16 +106,7 @@ pub fn lock(root: &GuestRoot) -> Result<Flock<File>, BootError> {
         path: p.display().to_string(),
         source,
     };
-    root.ensure_dir("/frx/var/fruix", 0o755)
-        .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&p)
-        .map_err(io)?;
+    let f = crate::switch::state::open_lock_file(root, ESP_LOCK).map_err(io)?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io(e.into()))
 }
 

@@ -296,16 +296,8 @@ impl Esp {
     /// Removes a file, or a directory and everything in it.
     pub fn remove_all(&self, path: &str) -> Result<(), EspError> {
         let root = self.fs.root_dir();
-        if let Ok(d) = root.open_dir(path) {
-            let mut names = Vec::new();
-            for e in d.iter() {
-                let e = e.map_err(io_err(path.to_owned()))?;
-                let n = e.file_name();
-                if n != "." && n != ".." {
-                    names.push(n);
-                }
-            }
-            for n in names {
+        if root.open_dir(path).is_ok() {
+            for n in self.list(path)? {
                 self.remove_all(&format!("{path}/{n}"))?;
             }
         }

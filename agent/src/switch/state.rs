@@ -20,19 +20,25 @@ pub const STATE_DIR: &str = "/frx/var/fruix";
 /// The held lock; dropping it releases it.
 pub type Lock = Flock<File>;
 
-fn open_lock(root: &GuestRoot) -> Result<File, SwitchError> {
+/// Opens (or makes, 0600) the lock file `path` in [`STATE_DIR`], never
+/// through a link planted at its name: the switch's lock and the ESP's.
+pub fn open_lock_file(root: &GuestRoot, path: &str) -> std::io::Result<File> {
     root.ensure_dir(STATE_DIR, 0o755)
-        .map_err(|e| SwitchError::State(e.to_string()))?;
-    let p = root.path(SWITCH_LOCK);
-    // Never through a link planted at the lock's name.
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&p)
-        .map_err(|source| SwitchError::Io { path: p, source })
+        .open(root.path(path))
+}
+
+fn open_lock(root: &GuestRoot) -> Result<File, SwitchError> {
+    open_lock_file(root, SWITCH_LOCK).map_err(|source| SwitchError::Io {
+        path: root.path(SWITCH_LOCK),
+        source,
+    })
 }
 
 /// Takes the lock, or `None` when another switch holds it.
