@@ -1,11 +1,13 @@
-//! `fruix-agent boot-entries` (the ESP's loader entries, the one the next
-//! boot starts, this boot's id and facts) and `fruix-agent reboot`.
+//! `fruix-agent boot-entries` (the ESP's loader entries, or FreeBSD's
+//! loader files, the one the next boot starts, this boot's id and facts)
+//! and `fruix-agent reboot`.
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
 use fruix_activation::GuestRoot;
-use fruix_agent::{bootcheck, bootentries};
+use fruix_agent::bootcheck::{self, Loader};
+use fruix_agent::{bootentries, nextboot};
 use fruix_system::bootentry::default_entry;
 use serde::Serialize;
 
@@ -21,14 +23,23 @@ struct Listing {
 /// Lists the boot entries.
 pub fn list(json: bool) -> Result<bool> {
     let root = GuestRoot::new("/");
-    let esp =
-        bootentries::open_running(&root)?.context("this guest has no boot entries on an ESP")?;
-    let mut names = bootentries::entries(&esp)?;
-    names.sort_by(fruix_system::bootentry::boot_order);
+    let (entries, default) = match bootcheck::loader(&root)?
+        .context("this guest has no boot entries of ours (no EFI system partition)")?
+    {
+        Loader::Esp(esp) => {
+            let mut names = bootentries::entries(&esp)?;
+            names.sort_by(fruix_system::bootentry::boot_order);
+            (
+                names.iter().map(ToString::to_string).collect(),
+                default_entry(&names).map(|n| n.to_string()),
+            )
+        }
+        Loader::Nextboot => nextboot::listing(&root)?,
+    };
     let listing = Listing {
         boot_id: fruix_agent::platform::boot_id(),
-        default: default_entry(&names).map(|n| n.to_string()),
-        entries: names.iter().map(ToString::to_string).collect(),
+        default,
+        entries,
         boot: bootcheck::boot_facts(&root, fruix_agent::switch::generation_of(&root)),
     };
     let mut out = std::io::stdout().lock();

@@ -77,16 +77,19 @@ pub enum Verdict {
     Reboot,
 }
 
+/// Whether the boot entries of `root` are ours to write: not in a root
+/// that is not `/` (tests), nor on a machine whose boot line names no
+/// Fruix system (a namespace boot on a build host: its disk is not ours).
+pub fn running(root: &GuestRoot) -> bool {
+    root.path("/") == Path::new("/")
+        && crate::platform::boot_arg(crate::platform::SYSTEM_KEY).is_some()
+}
+
 /// The ESP of the running guest, when it has one of ours: None on a
-/// platform whose loader has no entries on the ESP, in a root that is
-/// not `/` (tests), on a machine whose boot line names no Fruix system
-/// (a namespace boot on a build host: its disk is not ours to write), or
-/// when the root is on no disk.
+/// platform whose loader has no entries on the ESP, when the entries are
+/// not ours to write ([`running`]), or when the root is on no disk.
 pub fn open_running(root: &GuestRoot) -> Result<Option<Esp>, EspError> {
-    if !crate::platform::ESP_BOOT_ENTRIES
-        || root.path("/") != Path::new("/")
-        || crate::platform::boot_arg(crate::platform::SYSTEM_KEY).is_none()
-    {
+    if crate::platform::BOOT_ENTRIES != crate::platform::BootEntries::Esp || !running(root) {
         return Ok(None);
     }
     match crate::platform::root_disk() {
@@ -125,10 +128,14 @@ fn entry_of(names: &[EntryName], g: u64) -> Option<EntryName> {
 }
 
 /// This boot's facts from the ESP's entries and the booted generation.
-pub fn facts(names: &[EntryName], booted: Option<u64>) -> BootFacts {
+/// A counted entry is this boot's trial even with no tries left:
+/// systemd-boot counts the last try down to `+0` before it boots it. It
+/// is `bad` only when `failed_before` (its record says `boot-failed`: the
+/// agent marked it, and systemd-boot booted it for want of another).
+pub fn facts(names: &[EntryName], booted: Option<u64>, failed_before: bool) -> BootFacts {
     let entry = match booted.and_then(|g| entry_of(names, g)) {
         None => "none",
-        Some(n) if n.is_bad() => "bad",
+        Some(n) if n.is_bad() && failed_before => "bad",
         Some(n) if n.tries_left.is_some() => "trying",
         Some(_) => "blessed",
     };
@@ -145,15 +152,25 @@ pub fn facts(names: &[EntryName], booted: Option<u64>) -> BootFacts {
     }
 }
 
+/// Makes generation `n` the next boot's trial afresh (`switch --boot` of
+/// a generation whose entry ran out of tries or was marked bad): that
+/// entry goes, so that the sync after writes it counted again. Returns
+/// what it removed. The caller holds [`lock`].
+pub fn restage(esp: &Esp, n: u64) -> Result<Option<String>, EspError> {
+    match entry_of(&entries(esp)?, n) {
+        Some(e) if e.is_bad() => {
+            esp.remove_all(&e.path())?;
+            Ok(Some(format!("removed boot entry {e} (tried again)")))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Brings the ESP in line with the generations (see the module doc);
-/// `booted` keeps the running boot's entry. Returns what it changed, a
-/// line each. The caller holds [`lock`].
-pub fn sync(
-    root: &GuestRoot,
-    esp: &Esp,
-    booted: Option<u64>,
-    tries: u32,
-) -> Result<Vec<String>, BootError> {
+/// `booted` keeps the running boot's entry; a new entry gets the tries
+/// its system declares. Returns what it changed, a line each. The caller
+/// holds [`lock`].
+pub fn sync(root: &GuestRoot, esp: &Esp, booted: Option<u64>) -> Result<Vec<String>, BootError> {
     let mut changes = Vec::new();
     for dir in [ENTRIES_DIR, KERNELS_DIR, "loader"] {
         for p in esp.sweep(dir)? {
@@ -266,7 +283,7 @@ pub fn sync(
         let pid1 = (view.config.boot_mode == "shepherd-pid1").then_some(view.config.agent.as_str());
         let options = bootentry::linux_cmdline(&view.item.to_string(), pid1, *g);
         let entry = Entry::new(&view.config.host_name, *g, kernel, options);
-        let name = EntryName::counted(*g, tries);
+        let name = EntryName::counted(*g, view.config.boot.tries.max(1));
         esp.write_new(ENTRIES_DIR, &name.to_string(), entry.to_text().as_bytes())?;
         changes.push(format!("wrote boot entry {name}"));
     }
@@ -285,7 +302,6 @@ pub fn assess(
     esp: &Esp,
     facts: &BootFacts,
     ready: bool,
-    tries: u32,
     reboot_on_failure: bool,
 ) -> Result<(Vec<String>, Verdict), BootError> {
     let mut changes = Vec::new();
@@ -319,24 +335,31 @@ pub fn assess(
         }
         _ => {}
     }
-    if let Some(from) = facts.fallback_from {
-        match crate::generations::set_state(root, from, GenState::BootFailed) {
-            Ok(()) => changes.push(format!(
-                "generation {from} failed {} tries at boot: recorded boot-failed",
-                facts.tries_failed
-            )),
-            // Deleted since: nothing to record.
-            Err(e) => changes.push(format!("generation {from}: not recorded boot-failed: {e}")),
-        }
-    }
+    changes.extend(record_fallback(root, facts));
     if ready {
-        changes.extend(sync(root, esp, Some(g), tries)?);
+        changes.extend(sync(root, esp, Some(g))?);
     }
     Ok((changes, verdict))
 }
 
+/// Records the generation this boot fell back from `boot-failed`, for
+/// either loader's assessment; returns what it did, a line.
+pub(crate) fn record_fallback(root: &GuestRoot, facts: &BootFacts) -> Option<String> {
+    let from = facts.fallback_from?;
+    Some(
+        match crate::generations::set_state(root, from, GenState::BootFailed) {
+            Ok(()) => format!(
+                "generation {from} failed {} tries at boot: recorded boot-failed",
+                facts.tries_failed
+            ),
+            // Deleted since: nothing to record.
+            Err(e) => format!("generation {from}: not recorded boot-failed: {e}"),
+        },
+    )
+}
+
 /// Records generation `g` committed when a `switch --boot` made it.
-fn set_committed(root: &GuestRoot, g: u64) -> Result<(), BootError> {
+pub(crate) fn set_committed(root: &GuestRoot, g: u64) -> Result<(), BootError> {
     let pending = crate::generations::records(root)?
         .get(g)
         .is_some_and(|r| matches!(r.state, GenState::BootPending | GenState::BootFailed));
@@ -356,16 +379,38 @@ mod tests {
 
     #[test]
     fn facts_tell_a_trial_a_blessed_boot_and_a_fallback() {
-        let f = facts(&names(&["fruix-1.conf", "fruix-2+2-1.conf"]), Some(2));
+        let f = facts(
+            &names(&["fruix-1.conf", "fruix-2+2-1.conf"]),
+            Some(2),
+            false,
+        );
         assert_eq!((f.entry.as_str(), f.fallback_from), ("trying", None));
-        let f = facts(&names(&["fruix-1.conf", "fruix-2+0-3.conf"]), Some(1));
+        // The last try: counted down to +0 before this boot.
+        let f = facts(
+            &names(&["fruix-1.conf", "fruix-2+0-1.conf"]),
+            Some(2),
+            false,
+        );
+        assert_eq!((f.entry.as_str(), f.fallback_from), ("trying", None));
+        // Marked bad by its agent, booted for want of another.
+        let f = facts(&names(&["fruix-1.conf", "fruix-2+0-1.conf"]), Some(2), true);
+        assert_eq!(f.entry, "bad");
+        let f = facts(
+            &names(&["fruix-1.conf", "fruix-2+0-3.conf"]),
+            Some(1),
+            false,
+        );
         assert_eq!(
             (f.entry.as_str(), f.fallback_from, f.tries_failed),
             ("blessed", Some(2), 3)
         );
-        let f = facts(&names(&["fruix-2.conf"]), Some(1));
+        let f = facts(&names(&["fruix-2.conf"]), Some(1), false);
         assert_eq!((f.entry.as_str(), f.fallback_from), ("none", None));
-        let f = facts(&names(&["fruix-1+0-1.conf", "fruix-2.conf"]), Some(2));
+        let f = facts(
+            &names(&["fruix-1+0-1.conf", "fruix-2.conf"]),
+            Some(2),
+            false,
+        );
         assert_eq!(f.fallback_from, None, "an older bad entry is no fallback");
     }
 }

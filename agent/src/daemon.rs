@@ -60,6 +60,10 @@ struct State {
     facts: Facts,
     /// This boot's facts, read once.
     boot: crate::bootfacts::BootFacts,
+    /// The booted system's boot policy.
+    policy: fruix_system::config::BootPolicy,
+    /// The watchdog of a trial boot, until its first outcome.
+    watchdog: Option<crate::platform::Watchdog>,
     gate: Vec<String>,
     checks: Vec<Check>,
     round: u64,
@@ -154,9 +158,23 @@ pub fn run(opts: &Options) -> io::Result<()> {
     };
     let (mut view, facts, gate, mut planned) = load(&opts.system);
     let boot = crate::bootcheck::boot_facts(&opts.root, crate::switch::generation_of(&opts.root));
+    let booted_view = view
+        .as_ref()
+        .ok()
+        .filter(|v| opts.boot_system.as_deref() == Some(v.guest_path.as_str()));
+    let policy = booted_view
+        .map(|v| v.config.boot.clone())
+        .unwrap_or_default();
+    let watchdog = booted_view.and_then(|v| {
+        let since_boot_s = since_boot_ms().unwrap_or(0) / 1000;
+        let assessed = crate::bootcheck::assessed(&opts.root);
+        crate::watchdog::arm_for_trial(v, &boot, assessed, since_boot_s, opts.console.as_deref())
+    });
     let mut state = State {
         facts,
         boot,
+        policy,
+        watchdog,
         gate,
         checks: Vec::new(),
         round: 0,
@@ -292,10 +310,27 @@ fn publish(opts: &Options, state: &mut State) -> io::Result<()> {
         // (once per boot, whichever daemon gets here first), before the
         // marker, so that the marker tells the entry as it now is.
         let booted = format!("/frx/store/{}", state.facts.system);
+        let ready = state.report.outcome.is_usable();
+        // A ready trial is disarmed first: the assessment may wait for
+        // the ESP's lock and copy kernels, and must not be reset.
+        if ready && let Some(w) = state.watchdog.take() {
+            crate::watchdog::disarm(&opts.root, w, opts.console.as_deref());
+        }
         if opts.boot_system.as_deref() == Some(booted.as_str()) {
-            let ready = state.report.outcome.is_usable();
-            verdict = crate::bootcheck::after_first_outcome(&opts.root, &mut state.boot, ready);
+            verdict = crate::bootcheck::after_first_outcome(
+                &opts.root,
+                &mut state.boot,
+                ready,
+                &state.policy,
+            );
             state.facts.boot = state.boot.clone();
+        }
+        // A failed trial that reboots keeps it armed, in case the reboot
+        // hangs; one that stays up is disarmed.
+        if verdict != crate::bootentries::Verdict::Reboot
+            && let Some(w) = state.watchdog.take()
+        {
+            crate::watchdog::disarm(&opts.root, w, opts.console.as_deref());
         }
         state.rebuild();
     }

@@ -5,7 +5,8 @@
 //! (`platform::root_disk`).
 //!
 //! Writes that must not be seen half done go to a temporary name first
-//! (`.fruix-tmp-*`, which systemd-boot ignores: it reads `*.conf` only)
+//! (`.fruix-tmp-NAME.part`: never `*.conf`, so that no reader of the
+//! entries takes a half-written one for an entry)
 //! and are renamed into place; `sweep` removes what a killed write left.
 //! `fatfs` renames by freeing the old directory entry before writing the
 //! new one, so a kill between the two loses the name, never shares a
@@ -24,6 +25,12 @@ const ESP_TYPE: [u8; 16] = [
 
 /// The prefix of temporary names on the ESP.
 pub const TMP_PREFIX: &str = ".fruix-tmp-";
+
+/// The temporary name `name` is written under: it does not end in
+/// `.conf`, so systemd-boot never reads it as an entry.
+pub fn tmp_name(name: &str) -> String {
+    format!("{TMP_PREFIX}{name}.part")
+}
 
 /// What went wrong with the ESP.
 #[derive(Debug, Error)]
@@ -182,9 +189,15 @@ static FAT_EPOCH: FatEpoch = FatEpoch;
 /// The ESP, open for reading and writing.
 pub struct Esp {
     fs: fatfs::FileSystem<Slice>,
-    /// The disk again, for the fsync after fatfs lets go of it.
+    /// The disk again, for the fsync after fatfs lets go of it and for
+    /// the volume's state byte.
     disk: File,
     name: String,
+    /// Where the boot sector's state byte is on the disk (bit 0: dirty).
+    state_at: u64,
+    /// The volume was dirty when opened: a write was cut short before,
+    /// and the bit is left for fsck to clear.
+    dirty_at_open: bool,
 }
 
 impl Esp {
@@ -207,10 +220,23 @@ impl Esp {
         };
         let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new().time_provider(&FAT_EPOCH))
             .map_err(io_err(format!("{what}: the ESP's FAT")))?;
+        let dirty_at_open = fs
+            .read_status_flags()
+            .map_err(io_err(format!("{what}: the ESP's FAT")))?
+            .dirty();
+        // The reserved byte of the extended boot record (FAT32 at 0x41,
+        // FAT12/16 at 0x25), where fatfs and fsck.fat keep the state.
+        let state_at = start
+            + match fs.fat_type() {
+                fatfs::FatType::Fat32 => 0x41,
+                _ => 0x25,
+            };
         Ok(Esp {
             fs,
             disk: again,
             name: what,
+            state_at,
+            dirty_at_open,
         })
     }
 
@@ -271,34 +297,45 @@ impl Esp {
         if need > free {
             return Err(EspError::Full { path, need, free });
         }
-        let tmp = format!("{dir}/{TMP_PREFIX}{name}");
+        let tmp = format!("{dir}/{}", tmp_name(name));
         let root = self.fs.root_dir();
-        let _ = root.remove(&tmp);
-        {
+        self.step(|| {
+            let _ = root.remove(&tmp);
             let mut f = root.create_file(&tmp).map_err(io_err(tmp.clone()))?;
             f.truncate().map_err(io_err(tmp.clone()))?;
             f.write_all(bytes).map_err(io_err(tmp.clone()))?;
-            f.flush().map_err(io_err(tmp.clone()))?;
-        }
-        if root.open_file(&path).is_ok() {
-            root.remove(&path).map_err(io_err(path.clone()))?;
-        }
-        root.rename(&tmp, &root, &path).map_err(io_err(path))
+            f.flush().map_err(io_err(tmp.clone()))
+        })?;
+        // The temporary is whole, synced and the volume clean here.
+        crate::hold::point("esp-rename", || {});
+        self.step(|| {
+            if root.open_file(&path).is_ok() {
+                root.remove(&path).map_err(io_err(path.clone()))?;
+            }
+            root.rename(&tmp, &root, &path)
+                .map_err(io_err(path.clone()))
+        })
     }
 
     /// Renames `from` to `to` (both from the ESP's root).
     pub fn rename(&self, from: &str, to: &str) -> Result<(), EspError> {
         let root = self.fs.root_dir();
-        root.rename(from, &root, to)
-            .map_err(io_err(format!("{from} -> {to}")))
+        self.step(|| {
+            root.rename(from, &root, to)
+                .map_err(io_err(format!("{from} -> {to}")))
+        })
     }
 
     /// Removes a file, or a directory and everything in it.
     pub fn remove_all(&self, path: &str) -> Result<(), EspError> {
+        self.step(|| self.remove_tree(path))
+    }
+
+    fn remove_tree(&self, path: &str) -> Result<(), EspError> {
         let root = self.fs.root_dir();
         if root.open_dir(path).is_ok() {
             for n in self.list(path)? {
-                self.remove_all(&format!("{path}/{n}"))?;
+                self.remove_tree(&format!("{path}/{n}"))?;
             }
         }
         match root.remove(path) {
@@ -306,6 +343,42 @@ impl Esp {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io_err(path.to_owned())(e)),
         }
+    }
+
+    /// Runs one step of writes with the volume marked dirty on the disk,
+    /// and marks it clean again once they are synced: a power cut
+    /// between steps leaves a volume `fsck.fat -n` finds clean, one cut
+    /// in a step leaves it dirty, as it should. (fatfs marks the volume
+    /// dirty at its first write and clean only when it unmounts.)
+    fn step<T>(&self, f: impl FnOnce() -> Result<T, EspError>) -> Result<T, EspError> {
+        self.mark(true)?;
+        let out = f()?;
+        self.mark(false)?;
+        Ok(out)
+    }
+
+    /// Sets or clears the dirty bit on the disk; clean only after the
+    /// writes before it are synced. A volume dirty when opened stays so.
+    fn mark(&self, dirty: bool) -> Result<(), EspError> {
+        use std::os::unix::fs::FileExt;
+        if self.dirty_at_open {
+            return Ok(());
+        }
+        let io = io_err(format!("{}: the ESP's state byte", self.name));
+        (|| {
+            if !dirty {
+                self.disk.sync_all()?;
+            }
+            let mut b = [0u8; 1];
+            self.disk.read_exact_at(&mut b, self.state_at)?;
+            let want = if dirty { b[0] | 1 } else { b[0] & !1 };
+            if want != b[0] {
+                self.disk.write_all_at(&[want], self.state_at)?;
+                self.disk.sync_all()?;
+            }
+            Ok(())
+        })()
+        .map_err(io)
     }
 
     /// Removes what a killed write left in `dir` (its temporary names);

@@ -65,3 +65,14 @@ pub fn announce(root: &GuestRoot, report: &Report, console: Option<&str>) {
         };
     }
 }
+
+/// Writes one line on the console device (a guest path), in one write; a
+/// guest without one just misses it.
+pub fn console_line(root: &GuestRoot, console: &str, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .append(true)
+        .open(root.path(console))
+    {
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}

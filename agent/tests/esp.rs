@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use fruix_agent::esp::{Esp, EspError, TMP_PREFIX};
+use fruix_agent::esp::{Esp, EspError, tmp_name};
 
 /// A 80 MiB disk with a GPT and a 64 MiB FAT16 ESP at 1 MiB.
 fn disk(dir: &Path) -> PathBuf {
@@ -114,11 +114,26 @@ fn entries_written_renamed_and_removed_are_what_mtools_and_fsck_see() {
         vec![7u8; 3 << 20]
     );
     // What a killed write leaves is swept.
-    esp.write_new("loader/entries", &format!("{TMP_PREFIX}fruix-3.conf"), b"x")
-        .unwrap();
+    let left = tmp_name("fruix-3+3.conf");
+    assert_eq!(left, ".fruix-tmp-fruix-3+3.conf.part");
+    esp.write_new("loader/entries", &left, b"x").unwrap();
     assert_eq!(
         esp.sweep("loader/entries").unwrap(),
-        [format!("loader/entries/{TMP_PREFIX}fruix-3.conf")]
+        [format!("loader/entries/{left}")]
+    );
+    // A generation staged again: its bad entry goes, a good one stays.
+    esp.write_new("loader/entries", "fruix-3+0-1.conf", b"title three\n")
+        .unwrap();
+    assert_eq!(
+        fruix_agent::bootentries::restage(&esp, 3)
+            .unwrap()
+            .as_deref(),
+        Some("removed boot entry fruix-3+0-1.conf (tried again)")
+    );
+    assert_eq!(fruix_agent::bootentries::restage(&esp, 2).unwrap(), None);
+    assert_eq!(
+        esp.list("loader/entries").unwrap(),
+        ["fruix-1.conf", "fruix-2.conf"]
     );
     esp.remove_all("EFI/fruix/abc-kernel-vmlinuz").unwrap();
     assert!(esp.list("EFI/fruix").unwrap().is_empty());
@@ -159,6 +174,44 @@ fn entries_written_renamed_and_removed_are_what_mtools_and_fsck_see() {
     }
     let (clean, out) = fsck(&img);
     assert!(clean, "fsck.fat -n: {out}");
+}
+
+/// The FAT16 state byte of the ESP (bit 0: dirty).
+fn state_byte(img: &Path) -> u8 {
+    std::fs::read(img).unwrap()[(1 << 20) + 0x25]
+}
+
+#[test]
+fn a_kill_between_steps_leaves_a_clean_volume_and_one_in_a_step_a_dirty_one() {
+    let t = tempfile::tempdir().unwrap();
+    let img = disk(t.path());
+    // Killed after two steps (the process gone, nothing unmounted).
+    let esp = Esp::open(&img).unwrap();
+    esp.write_new("loader/entries", "fruix-1.conf", b"title one\n")
+        .unwrap();
+    esp.rename(
+        "loader/entries/fruix-1.conf",
+        "loader/entries/fruix-1+3.conf",
+    )
+    .unwrap();
+    std::mem::forget(esp);
+    assert_eq!(state_byte(&img) & 1, 0, "clean between steps");
+    let (clean, out) = fsck(&img);
+    assert!(clean, "fsck.fat -n after a kill between steps: {out}");
+    // A volume found dirty (a write cut short) stays dirty for fsck,
+    // through our writes and the unmount.
+    let mut data = std::fs::read(&img).unwrap();
+    data[(1 << 20) + 0x25] |= 1;
+    std::fs::write(&img, &data).unwrap();
+    let esp = Esp::open(&img).unwrap();
+    esp.write_new("loader/entries", "fruix-2.conf", b"title two\n")
+        .unwrap();
+    esp.close().unwrap();
+    assert_eq!(state_byte(&img) & 1, 1, "left dirty for fsck");
+    assert_eq!(
+        mdir(&img, "loader/entries"),
+        ["fruix-1+3.conf", "fruix-2.conf"]
+    );
 }
 
 #[test]

@@ -120,7 +120,7 @@ const FREEBSD_RC_D: &[(&str, &str)] = &[
 
 /// The path, inside the system item, of the script FreeBSD's init runs
 /// before `/etc/rc` in rc-shepherd mode (loader.conf's `init_script`).
-pub const FREEBSD_INIT_SCRIPT: &str = "libexec/fruix-first-activation";
+pub const FREEBSD_INIT_SCRIPT: &str = fruix_system::nextboot::INIT_SCRIPT;
 
 /// The rc-shepherd mode's files: activation, Shepherd as a service, then
 /// the agent's daemon.

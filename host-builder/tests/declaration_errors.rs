@@ -390,6 +390,36 @@ case!(
     "FILE:34:16: unknown variant `paranoid`, expected one of `none`, `metadata`, `full`"
 );
 case!(
+    boot_tries_zero,
+    "store-verify = \"metadata\"",
+    "store-verify = \"metadata\"\nboot-tries = 0",
+    "FILE:35:14: `agent.boot-tries`: 0 is outside 1 to 9"
+);
+case!(
+    boot_tries_ten,
+    "store-verify = \"metadata\"",
+    "store-verify = \"metadata\"\nboot-tries = 10",
+    "FILE:35:14: `agent.boot-tries`: 10 is outside 1 to 9"
+);
+case!(
+    boot_deadline_too_short,
+    "store-verify = \"metadata\"",
+    "store-verify = \"metadata\"\nboot-deadline = 29",
+    "FILE:35:17: `agent.boot-deadline`: 29 is neither 0 (no watchdog) nor 30 to 65535 seconds"
+);
+case!(
+    boot_deadline_too_long,
+    "store-verify = \"metadata\"",
+    "store-verify = \"metadata\"\nboot-deadline = 65536",
+    "FILE:35:17: `agent.boot-deadline`: 65536 is neither 0 (no watchdog) nor 30 to 65535 seconds"
+);
+case!(
+    on_failed_boot_unknown,
+    "store-verify = \"metadata\"",
+    "store-verify = \"metadata\"\non-failed-boot = \"later\"",
+    "FILE:35:18: unknown variant `later`, expected `reboot` or `stay`"
+);
+case!(
     gate_names_unknown_check,
     "gate = [\"sshd\", \"smoke\"]",
     "gate = [\"sshd\", \"smok\"]",
@@ -423,7 +453,7 @@ case!(
     root_larger_than_disk,
     "root-size = \"1g\"",
     "root-size = \"2g\"",
-    "FILE:43:13: `image.root-size`: 2g does not fit in `image.capacity` 2g beside the 64m EFI system partition"
+    "FILE:43:13: `image.root-size`: 2g does not fit in `image.capacity` 2g beside the 128m EFI system partition"
 );
 case!(
     unknown_format,
@@ -696,6 +726,35 @@ fn a_declared_service_is_valid_and_can_be_gated() {
     let web = l.decl.services.declared.values().next().unwrap();
     assert!(web.respawn);
     assert_eq!(*web.ready.as_ref().unwrap().get_ref().timeout.get_ref(), 60);
+}
+
+#[test]
+fn the_boot_policy_takes_its_bounds_and_defaults() {
+    let (_t, file) = workdir();
+    let l = parse(&file, VALID).unwrap();
+    assert_eq!(*l.decl.agent.boot_tries.get_ref(), 3);
+    assert_eq!(*l.decl.agent.boot_deadline.get_ref(), 900);
+    assert_eq!(
+        l.decl.agent.on_failed_boot,
+        declaration::OnFailedBoot::Reboot
+    );
+    for (tries, deadline, on) in [(1, 0, "stay"), (9, 30, "reboot"), (2, 65535, "stay")] {
+        let text = VALID.replace(
+            "store-verify = \"metadata\"",
+            &format!(
+                "store-verify = \"metadata\"\nboot-tries = {tries}\nboot-deadline = {deadline}\non-failed-boot = \"{on}\""
+            ),
+        );
+        let l = parse(&file, &text).unwrap();
+        assert_eq!(*l.decl.agent.boot_tries.get_ref(), tries);
+        assert_eq!(*l.decl.agent.boot_deadline.get_ref(), deadline);
+        let want = if on == "stay" {
+            declaration::OnFailedBoot::Stay
+        } else {
+            declaration::OnFailedBoot::Reboot
+        };
+        assert_eq!(l.decl.agent.on_failed_boot, want);
+    }
 }
 
 service_case!(

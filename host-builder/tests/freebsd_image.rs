@@ -143,6 +143,7 @@ fn freebsd_image_has_loader_efi_and_a_ufs2_root_naming_the_system() {
     for line in [
         format!("fruix.system=\"/frx/store/{system}\""),
         format!("fruix.digest=\"{digest}\""),
+        "fruix.generation=\"1\"".into(),
         format!("init_path=\"/frx/store/{agent_item}/bin/fruix-agent\""),
         "vfs.root.mountfrom=\"ufs:/dev/gpt/fruix-root\"".into(),
     ] {
@@ -208,7 +209,15 @@ fn freebsd_rc_mode_activates_from_the_loaders_init_script() {
             .any(|l| l == format!("init_script=\"{script}\"")),
         "{conf}"
     );
-    assert!(!conf.lines().any(|l| l.starts_with("init_path=")), "{conf}");
+    // FreeBSD's own init, named: the loader's files add up, and a later
+    // generation's must override a shepherd-pid1 one's init_path.
+    assert_eq!(
+        conf.lines()
+            .filter(|l| l.starts_with("init_path="))
+            .collect::<Vec<_>>(),
+        ["init_path=\"/sbin/init\""],
+        "{conf}"
+    );
     let s = fs.lookup(&script).unwrap();
     assert_eq!(fs.mode(s) & 0o777, 0o555);
     let agent_item = store_item(&out, "-fruix-agent-0.1.0");

@@ -32,9 +32,6 @@ pub const KERNELS_DIR: &str = "EFI/fruix";
 /// `loader/loader.conf`: no menu, and no `default` (see the module doc).
 pub const LOADER_CONF: &str = "timeout 0\n";
 
-/// Tries a new entry gets when nothing says otherwise.
-pub const DEFAULT_TRIES: u32 = 3;
-
 /// A loader entry's file name: its generation and try counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EntryName {

@@ -49,6 +49,10 @@ pub struct SystemConfig {
     /// Runtime programs copied setuid root to `/run/setuid-programs`.
     #[serde(default)]
     pub setuid_programs: Vec<String>,
+    /// What a trial boot of this system may do (the defaults in files
+    /// written before it could be declared).
+    #[serde(default)]
+    pub boot: BootPolicy,
     /// sshd settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sshd: Option<SshdConfig>,
@@ -59,6 +63,59 @@ pub struct SystemConfig {
     /// services could be declared).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceConfig>,
+}
+
+/// How a new generation of this system is tried at boot: its entry's try
+/// counter, what a failed try does, and the deadline of the watchdog.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub struct BootPolicy {
+    /// Tries a new entry gets (`fruix-G+TRIES.conf`).
+    pub tries: u32,
+    /// What a trial boot that reaches `failed` does.
+    pub on_failed_boot: OnFailedBoot,
+    /// Seconds from the kernel's start by which a trial boot must reach
+    /// an outcome, else the watchdog reboots it; 0: no watchdog.
+    pub deadline: u64,
+}
+
+/// Tries a new entry gets when nothing says otherwise.
+pub const DEFAULT_BOOT_TRIES: u32 = 3;
+
+/// A trial boot's deadline when nothing says otherwise, in seconds.
+pub const DEFAULT_BOOT_DEADLINE: u64 = 900;
+
+impl Default for BootPolicy {
+    fn default() -> Self {
+        BootPolicy {
+            tries: DEFAULT_BOOT_TRIES,
+            on_failed_boot: OnFailedBoot::Reboot,
+            deadline: DEFAULT_BOOT_DEADLINE,
+        }
+    }
+}
+
+/// What a trial boot that reaches `failed` does.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailedBoot {
+    /// Mark its entry bad and reboot into the previous generation, when an
+    /// entry not known bad is left.
+    #[default]
+    Reboot,
+    /// Mark its entry bad and stay up (for a look at the failure over
+    /// SSH); the next boot starts the previous generation.
+    Stay,
+}
+
+impl OnFailedBoot {
+    /// The word used in declarations and `system.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailedBoot::Reboot => "reboot",
+            OnFailedBoot::Stay => "stay",
+        }
+    }
 }
 
 /// A declared service, as the agent checks it: running per Shepherd, then
@@ -323,6 +380,7 @@ mod tests {
                 environment: [("A B".to_owned(), "x\"y".to_owned())].into(),
             }],
             services: vec![],
+            boot: BootPolicy::default(),
         }
     }
 
@@ -371,6 +429,35 @@ mod tests {
         assert_eq!(
             SystemConfig::parse(&old, Path::new("x")).unwrap().services,
             vec![]
+        );
+    }
+
+    #[test]
+    fn boot_policy_round_trips_and_old_files_have_the_defaults() {
+        let mut c = sample();
+        c.boot = BootPolicy {
+            tries: 1,
+            on_failed_boot: OnFailedBoot::Stay,
+            deadline: 0,
+        };
+        let text = c.to_toml().unwrap();
+        assert!(
+            text.contains("\n[boot]\ntries = 1\non-failed-boot = \"stay\"\ndeadline = 0\n"),
+            "{text}"
+        );
+        assert_eq!(SystemConfig::parse(&text, Path::new("x")).unwrap(), c);
+        let old = text.replace(
+            "[boot]\ntries = 1\non-failed-boot = \"stay\"\ndeadline = 0\n",
+            "",
+        );
+        let parsed = SystemConfig::parse(&old, Path::new("x")).unwrap();
+        assert_eq!(
+            (
+                parsed.boot.tries,
+                parsed.boot.on_failed_boot,
+                parsed.boot.deadline
+            ),
+            (3, OnFailedBoot::Reboot, 900)
         );
     }
 
@@ -430,7 +517,8 @@ mod tests {
              gate = [\"sshd\", \"guile-module-smoke\"]\nruntime = \"abc-native-runtime-trixie\"\n\
              agent = \"def-fruix-agent-0.1.0\"\nshepherd = \"123-shepherd-1.0.3\"\n\
              guile-extensions = [\"456-guile-extra-1.3.1\"]\nbase-packages = [\"native-runtime\"]\n\
-             setuid-programs = []\n\n[sshd]\nport = 22\n\n[[probes]]\nname = \"guile-module-smoke\"\n\
+             setuid-programs = []\n\n[boot]\ntries = 3\non-failed-boot = \"reboot\"\ndeadline = 900\n\n\
+             [sshd]\nport = 22\n\n[[probes]]\nname = \"guile-module-smoke\"\n\
              command = [\"true\"]\ntimeout = 60\n"
         );
     }

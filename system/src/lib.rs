@@ -19,6 +19,8 @@
 //! - [`generations`]: the generation records (`/frx/var/fruix/generations.json`).
 //! - [`bootentry`]: the ESP's loader entries (names with try counters, text),
 //!   the kernel command line.
+//! - [`nextboot`]: FreeBSD's loader files naming a system (`loader.conf`,
+//!   `loader.conf.local`, `nextboot.conf`).
 
 pub mod bootentry;
 pub mod closure;
@@ -28,6 +30,7 @@ mod error;
 pub mod generations;
 pub mod hostkeys;
 pub mod ledger;
+pub mod nextboot;
 pub mod report;
 pub mod switch;
 

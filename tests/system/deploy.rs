@@ -62,6 +62,24 @@ pub fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
     )
 }
 
+/// `fruix system deploy DECL` against the guest, its host keys pinned,
+/// with a confirm timeout TCG guests meet.
+pub fn deploy_command(guest: &Guest, decl: &Path) -> Command {
+    let mut c = Command::new(fruix());
+    c.args(["system", "deploy"])
+        .arg(decl)
+        .arg("--out")
+        .arg(out())
+        .arg("--ssh")
+        .arg(format!("root@127.0.0.1:{}", guest.port))
+        .arg("-i")
+        .arg(key())
+        .arg("--known-hosts")
+        .arg(guest.pinned())
+        .args(["--confirm-timeout", "180"]);
+    c
+}
+
 /// `fruix system deploy DECL --json` against the guest: exit status, the
 /// JSON it printed, and its standard error. With `cut`, the deploy's ssh
 /// connection is killed (SIGKILL to its ssh processes) as soon as the switch
@@ -72,18 +90,8 @@ pub fn deploy(
     extra: &[&str],
     cut: bool,
 ) -> (i32, serde_json::Value, String) {
-    let mut child = Command::new(fruix())
-        .args(["system", "deploy"])
-        .arg(decl)
-        .arg("--out")
-        .arg(out())
-        .arg("--ssh")
-        .arg(format!("root@127.0.0.1:{}", guest.port))
-        .arg("-i")
-        .arg(key())
-        .arg("--known-hosts")
-        .arg(guest.pinned())
-        .args(["--json", "--confirm-timeout", "180"])
+    let mut child = deploy_command(guest, decl)
+        .arg("--json")
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -32,7 +32,7 @@ fn fault_runtime_byte_changed() {
         .last()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("bmap: {bmap}"));
-    let at = (65u64 << 20) + block * 4096;
+    let at = (129u64 << 20) + block * 4096;
     {
         use std::io::{Read, Seek, SeekFrom, Write};
         let mut f = std::fs::OpenOptions::new()

@@ -25,6 +25,8 @@ mod faults;
 mod freebsd_world;
 #[path = "helper_guest.rs"]
 mod helper_guest;
+#[path = "powercut.rs"]
+mod powercut;
 #[path = "support.rs"]
 mod support;
 #[path = "../../host-builder/tests/ufs2/mod.rs"]
@@ -50,11 +52,11 @@ fn boot_to_ready(example: &str, firmware: &str) {
     let pid1 = example == "pid1.toml";
     // The UEFI guests keep what they write (a copy of the image): their
     // reboots are systemd-boot's to count.
-    let guest = if firmware == "uefi" {
-        let copy = support::copy_image(&img.path, &format!("{name}-persistent"));
-        Guest::boot_with(&copy, firmware, &[], &["--persistent"])
-    } else {
-        Guest::boot(&img.path, firmware, &[])
+    let copy =
+        (firmware == "uefi").then(|| support::copy_image(&img.path, &format!("{name}-persistent")));
+    let guest = match &copy {
+        Some(copy) => Guest::boot_with(copy, firmware, &[], &["--persistent"]),
+        None => Guest::boot(&img.path, firmware, &[]),
     };
     let mut v = Verdict::new(&format!("boot-to-ready {name}"));
     v.saw("accel", guest.vm["accel"].as_str().unwrap_or(""));
@@ -125,10 +127,15 @@ fn boot_to_ready(example: &str, firmware: &str) {
     saw_all(&mut v, &f);
     // The life after the first boot, on the direct-boot guests: every
     // case in shepherd-pid1 mode, a committed switch in rc-shepherd mode.
-    if firmware == "direct" {
-        deploy::cases(&mut v, &guest, example, &system, pid1);
-    } else {
-        bootcount::cases(&mut v, &guest, example, pid1);
+    // Boot counting on the UEFI guests; power cuts on the rc-shepherd one.
+    match &copy {
+        None => deploy::cases(&mut v, &guest, example, &system, pid1),
+        Some(copy) => {
+            bootcount::cases(&mut v, &guest, example, pid1);
+            if !pid1 {
+                drop(powercut::cases(&mut v, guest, copy, example));
+            }
+        }
     }
     v.finish();
 }

@@ -51,6 +51,8 @@ fn preflight() {
         "debugfs",
         "mkfs.vfat",
         "mcopy",
+        "mdir",
+        "fsck.fat",
         "sfdisk",
         "mmdebstrap",
         "ssh",
@@ -172,8 +174,8 @@ pub fn copy_image(image: &Path, name: &str) -> PathBuf {
 
 /// The root file system of an image, as debugfs names it.
 pub fn root_fs(image: &Path) -> String {
-    // fruix images put the root right after the 64 MiB ESP at 1 MiB.
-    format!("{}?offset={}", image.display(), 65u64 << 20)
+    // fruix images put the root right after the 128 MiB ESP at 1 MiB.
+    format!("{}?offset={}", image.display(), 129u64 << 20)
 }
 
 /// Runs debugfs commands on an image's root file system; returns stdout.

@@ -78,9 +78,8 @@ pub fn root_disk() -> Option<std::path::PathBuf> {
     None
 }
 
-/// Whether this platform keeps boot entries on the ESP; FreeBSD's loader
-/// has `nextboot` instead.
-pub const ESP_BOOT_ENTRIES: bool = false;
+/// Where this platform keeps boot entries: the loader's `loader.conf.local` and `nextboot.conf` (nextboot(8)).
+pub const BOOT_ENTRIES: super::BootEntries = super::BootEntries::Nextboot;
 
 /// How rc mode reboots: rc.shutdown first, then the reboot.
 pub const RC_REBOOT: &[&str] = &["/sbin/shutdown", "-r", "now"];
@@ -107,5 +106,63 @@ pub fn hard_reboot() -> std::io::Error {
         std::io::Error::other("reboot returned")
     } else {
         std::io::Error::last_os_error()
+    }
+}
+
+/// watchdog(4)'s device.
+const WATCHDOG_DEVICE: &str = "/dev/fido";
+
+/// `WDIOCPATPAT`: `_IOW('W', 42, u_int)`.
+const WDIOCPATPAT: u64 = 0x8004_572a;
+/// `WD_ACTIVE` of `sys/watchdog.h`: arm (the low byte is the timeout as a
+/// power of two of nanoseconds).
+const WD_ACTIVE: u32 = 0x0800_0000;
+/// `WD_TO_NEVER`: disarm.
+const WD_TO_NEVER: u32 = 0;
+
+/// Arms watchdog(4) to reset the machine in `secs` seconds (rounded up to
+/// the next power of two of nanoseconds, as the interface counts) unless
+/// [`watchdog_disarm`] comes first: a hardware driver's timer (`ichwd`,
+/// ...) or the kernel's `SW_WATCHDOG`. `modules` is unused: FreeBSD's
+/// drivers are in the kernel or loaded by loader.conf.
+pub fn watchdog_arm(secs: u64, _modules: Option<&Path>) -> std::io::Result<super::Watchdog> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(WATCHDOG_DEVICE)?;
+    let ns = secs.max(1).saturating_mul(1_000_000_000);
+    let power = 64 - (ns - 1).leading_zeros();
+    let mut t: libc::c_uint = WD_ACTIVE | power;
+    // SAFETY: `t` is a live u_int, as the request encodes; the kernel
+    // reads it.
+    if unsafe { libc::ioctl(file.as_raw_fd(), WDIOCPATPAT as _, &raw mut t) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(super::Watchdog {
+        file,
+        name: "watchdog(4)".to_owned(),
+        timeout: (1u64 << power) / 1_000_000_000,
+    })
+}
+
+/// Stops the watchdog: a pat with `WD_TO_NEVER`.
+pub fn watchdog_disarm(w: super::Watchdog) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut t: libc::c_uint = WD_TO_NEVER;
+    // SAFETY: as in `watchdog_arm`.
+    if unsafe { libc::ioctl(w.file.as_raw_fd(), WDIOCPATPAT as _, &raw mut t) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Writes `line` on the console (FreeBSD has no writable kernel log).
+pub fn kernel_log(line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+        let _ = f.write_all(format!("{line}\n").as_bytes());
     }
 }

@@ -25,6 +25,29 @@ pub struct EarlyMount {
     pub mode: u32,
 }
 
+/// Where a platform keeps the boot entries of its generations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BootEntries {
+    /// systemd-boot's entries on the ESP, counted (`bootentries`).
+    Esp,
+    /// FreeBSD's loader: `loader.conf.local` and a `nextboot.conf` tried
+    /// once (`nextboot`).
+    Nextboot,
+}
+
+/// An armed watchdog: the open device (closing it does not stop it) and
+/// what it is.
+#[derive(Debug)]
+pub struct Watchdog {
+    /// The open device.
+    pub file: std::fs::File,
+    /// The driver, as the kernel names it (`Software Watchdog`, `i6300ESB
+    /// timer`).
+    pub name: String,
+    /// Seconds until it resets the machine, as the driver took them.
+    pub timeout: u64,
+}
+
 /// The boot argument naming the system item to activate.
 pub const SYSTEM_KEY: &str = "fruix.system";
 /// The boot argument carrying the system item's digest.

@@ -36,7 +36,7 @@ pub enum StageError {
     Boot(#[from] BootError),
     /// No ESP of ours to write an entry on.
     #[error(
-        "this guest has no boot entries on an ESP (a FreeBSD guest, or no EFI system partition on the root's disk): --boot needs them"
+        "this guest has no boot entries of ours (no EFI system partition on the root's disk): --boot needs them"
     )]
     NoEsp,
 }
@@ -46,10 +46,9 @@ pub fn stage(root: &GuestRoot, to: &str) -> Result<Staged, StageError> {
     let Some(_lock) = state::try_lock(root)? else {
         return Err(SwitchError::Busy(root.path(fruix_system::switch::SWITCH_LOCK)).into());
     };
-    if crate::bootentries::open_running(root)
-        .map_err(BootError::from)?
-        .is_none()
-    {
+    // Closed at once: the sync below opens the ESP for itself, and a
+    // second handle's caches would not see what it writes.
+    if crate::bootcheck::loader(root)?.is_none() {
         return Err(StageError::NoEsp);
     }
     let gens = crate::generations::list(root, None)?;
@@ -73,19 +72,23 @@ pub fn stage(root: &GuestRoot, to: &str) -> Result<Staged, StageError> {
     {
         crate::generations::set_state(root, g.number, GenState::RolledBack)?;
     }
+    let mut changes = Vec::new();
     if current != Some(n) {
         crate::generations::set_state(root, n, GenState::BootPending)?;
+        changes.extend(crate::bootcheck::restage(root, n)?);
     }
-    let changes = crate::bootcheck::update(root)?;
+    changes.extend(crate::bootcheck::update(root)?);
     // The system is a generation now: its record keeps it from gc.
     let item = to.rsplit('/').next().unwrap_or_default();
     let _ = crate::received::release(&root.path("/frx"), item);
-    let entry = crate::bootentries::open_running(root)
-        .ok()
-        .flatten()
-        .and_then(|esp| crate::bootentries::entries(&esp).ok())
-        .and_then(|names| names.into_iter().find(|e| e.generation == n))
-        .map_or_else(|| "none".into(), |e| e.to_string());
+    let entry = match crate::bootcheck::loader(root).ok().flatten() {
+        Some(crate::bootcheck::Loader::Esp(esp)) => crate::bootentries::entries(&esp)
+            .ok()
+            .and_then(|names| names.into_iter().find(|e| e.generation == n))
+            .map_or_else(|| "none".into(), |e| e.to_string()),
+        Some(crate::bootcheck::Loader::Nextboot) => fruix_system::nextboot::NEXTBOOT_CONF.into(),
+        None => "none".into(),
+    };
     Ok(Staged {
         generation: n,
         system: to.to_owned(),

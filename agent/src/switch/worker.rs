@@ -44,6 +44,7 @@ impl Run<'_> {
     fn enter(&mut self, phase: Phase) -> Result<(), SwitchError> {
         self.state.phase = phase;
         self.save()?;
+        crate::hold::point(&format!("switch-{}", phase.as_str()), nix::unistd::sync);
         if phase.is_final() {
             // The system is a generation now (committed or rolled back):
             // its record keeps it from gc, not the receive's hold.

@@ -11,7 +11,7 @@ use super::query::ssh_safe;
 use super::request;
 use crate::Outcome;
 use crate::cli::{DeployArgs, RemoteArgs, SshArgs};
-use crate::deploy::remote::{AGENT, Remote, last_line};
+use crate::deploy::remote::{AGENT, Keepalive, Remote, last_line};
 use crate::deploy::run::{self, DeployOptions, When};
 use crate::progress::Progress;
 use crate::query::{HostKeys, Target};
@@ -40,6 +40,7 @@ fn remote(a: &SshArgs) -> Result<Remote> {
         identity: a.identity.clone(),
         host_keys,
         control: None,
+        keepalive: Keepalive::Steady,
     })
 }
 

@@ -293,6 +293,27 @@ pub struct AgentSettings {
     /// Command probes.
     #[serde(default)]
     pub probes: Vec<Probe>,
+    /// Tries a new generation's boot entry gets (1 to 9).
+    #[serde(default = "default_boot_tries")]
+    pub boot_tries: Spanned<i64>,
+    /// What a trial boot that reaches `failed` does: `reboot` into the
+    /// previous generation, or `stay` up.
+    #[serde(default)]
+    pub on_failed_boot: OnFailedBoot,
+    /// Seconds from the kernel's start by which a trial boot must reach an
+    /// outcome before the watchdog reboots it (0: no watchdog).
+    #[serde(default = "default_boot_deadline")]
+    pub boot_deadline: Spanned<i64>,
+}
+
+pub use fruix_system::config::OnFailedBoot;
+
+fn default_boot_tries() -> Spanned<i64> {
+    Spanned::new(0..0, i64::from(fruix_system::config::DEFAULT_BOOT_TRIES))
+}
+
+fn default_boot_deadline() -> Spanned<i64> {
+    Spanned::new(0..0, fruix_system::config::DEFAULT_BOOT_DEADLINE as i64)
 }
 
 impl Default for AgentSettings {
@@ -301,6 +322,9 @@ impl Default for AgentSettings {
             store_verify: VerifyPolicy::default(),
             gate: default_gate(),
             probes: Vec::new(),
+            boot_tries: default_boot_tries(),
+            on_failed_boot: OnFailedBoot::default(),
+            boot_deadline: default_boot_deadline(),
         }
     }
 }

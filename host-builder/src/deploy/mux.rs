@@ -72,8 +72,7 @@ impl Master {
 /// ssh's arguments for the master itself at `socket` (starting it,
 /// ending it): the guest's, with that socket and `extra`.
 fn control_args(remote: &Remote, socket: &std::path::Path, extra: &[&str]) -> Vec<String> {
-    let mut plain = remote.clone();
-    plain.control = None;
+    let plain = remote.without_master();
     let path = format!("ControlPath={}", socket.display());
     let mut opts = vec!["-o", path.as_str()];
     opts.extend_from_slice(extra);
@@ -103,6 +102,7 @@ mod tests {
             identity: None,
             host_keys: HostKeys::File("/k/known".into()),
             control: Some("/tmp/fruix-ssh-x/master".into()),
+            keepalive: crate::deploy::remote::Keepalive::Steady,
         };
         let args = r.args(&[]);
         let at = args.iter().position(|a| a == "--").unwrap();

@@ -13,6 +13,13 @@ use serde::Serialize;
 use super::error::DeployError;
 use super::remote::{AGENT, Remote, RemoteError, last_line};
 
+/// How long `fruix-agent reboot` may keep its session open: an agent that
+/// refuses answers within it; one that reboots takes the guest down, and
+/// a guest going down does not always close the session (QEMU's user
+/// network keeps the host's end), which ssh would wait on for its
+/// keepalives (30 s).
+const REBOOT_ANSWER: Duration = Duration::from_secs(15);
+
 /// What `switch --boot` made in the guest.
 #[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Staged {
@@ -73,8 +80,9 @@ fn boot_id(remote: &Remote) -> Result<Option<String>, RemoteError> {
     Ok(v["boot_id"].as_str().map(str::to_owned))
 }
 
-/// Waits until the guest answers with a boot id other than `seen`.
-fn wait_for_new_boot(
+/// Waits until the guest answers with a boot id other than `seen`
+/// (`None`: any boot id).
+fn wait_for_boot(
     remote: &Remote,
     host: &str,
     seen: &Option<String>,
@@ -122,12 +130,19 @@ pub fn reboot_and_wait(
     on_event: &mut dyn FnMut(&str),
 ) -> Result<Rebooted, DeployError> {
     let mut seen = boot_id(remote)?;
+    // From the reboot on, a new connection for every command, quick to
+    // give up on a guest gone silent: a guest going down leaves its
+    // sessions open (its kernel closes none; QEMU's user network keeps
+    // the host's end), and ssh's steady keepalives would wait 30 s on
+    // each (docs/performance.md, boot fallback).
+    let remote = &remote.rebooting();
     let t = Instant::now();
     on_event("rebooting");
-    // The connection goes down with the guest: no answer is the answer,
-    // but an agent that refused at once is an error.
-    match remote.run(&format!("{AGENT} reboot"), None) {
-        Ok(out) if out.code != 0 && !out.stdout.contains("rebooting") => {
+    // The connection goes down with the guest: no answer is the answer
+    // (a session still open after REBOOT_ANSWER is the guest going down
+    // without closing it), but an agent that refused at once is an error.
+    match remote.run_for(&format!("{AGENT} reboot"), REBOOT_ANSWER) {
+        Ok(Some(out)) if out.code != 0 && !out.stdout.contains("rebooting") => {
             return Err(DeployError::Answer {
                 host: host.to_owned(),
                 what: "fruix-agent reboot".into(),
@@ -138,21 +153,37 @@ pub fn reboot_and_wait(
         Err(e) => return Err(e.into()),
     }
     let deadline = t + timeout;
+    // Set when the report's session was lost in a boot that may still be
+    // up (a short silence of a busy guest): ask that boot again.
+    let mut lost = false;
     loop {
-        seen = wait_for_new_boot(remote, host, &seen, (t, deadline), on_event)?;
-        on_event(&format!(
-            "up after {:.1} s; waiting for its report",
-            t.elapsed().as_secs_f64()
-        ));
+        let now = wait_for_boot(
+            remote,
+            host,
+            if lost { &None } else { &seen },
+            (t, deadline),
+            on_event,
+        )?;
+        lost = false;
+        if now != seen {
+            seen = now;
+            on_event(&format!(
+                "up after {:.1} s; waiting for its report",
+                t.elapsed().as_secs_f64()
+            ));
+        }
         let left = deadline
             .saturating_duration_since(Instant::now())
             .as_secs()
             .max(1);
         let out = match remote.run(&format!("{AGENT} status --json --wait {left}"), None) {
             Ok(out) => out,
-            // Gone again while we waited (a failed trial's reboot): the
-            // next boot is the one to report.
-            Err(RemoteError::Unreachable(_)) => continue,
+            // Gone while we waited: a failed trial's reboot (the next
+            // boot is the one to report), or a silence of this boot's.
+            Err(RemoteError::Unreachable(_)) => {
+                lost = true;
+                continue;
+            }
             Err(e) => return Err(e.into()),
         };
         let report =

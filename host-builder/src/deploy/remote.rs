@@ -24,6 +24,19 @@ pub struct Remote {
     pub host_keys: HostKeys,
     /// The socket of a shared master connection ([`super::mux::Master`]).
     pub control: Option<PathBuf>,
+    /// How long a silent connection is kept.
+    pub keepalive: Keepalive,
+}
+
+/// How long ssh keeps a connection whose other end has gone silent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keepalive {
+    /// 30 s (5 s x 6): a network's hiccup does not end a deploy.
+    Steady,
+    /// 6 s (2 s x 3), and 5 s to connect: after a reboot, a guest gone
+    /// silent has gone down (its kernel does not close the session;
+    /// QEMU's user network keeps the host's end open).
+    Rebooting,
 }
 
 /// Why a command could not be run on the guest.
@@ -74,12 +87,25 @@ impl Remote {
     /// ssh's arguments up to the destination, with `extra` options: the
     /// pinned keys, keepalives and, when shared, the master's socket.
     pub fn args(&self, extra: &[&str]) -> Vec<String> {
-        let mut args =
-            query::ssh_base_args(&self.target, &self.host_keys, self.identity.as_deref(), 10);
         // A silent network cut ends the session instead of hanging it.
-        let mut opts: Vec<String> = ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"]
-            .map(str::to_owned)
-            .to_vec();
+        // While the guest reboots, a connect or banner that does not come
+        // within 5 s is a guest not up yet: asking again costs less.
+        let (connect, every, count) = match self.keepalive {
+            Keepalive::Steady => (10, 5, 6),
+            Keepalive::Rebooting => (5, 2, 3),
+        };
+        let mut args = query::ssh_base_args(
+            &self.target,
+            &self.host_keys,
+            self.identity.as_deref(),
+            connect,
+        );
+        let mut opts: Vec<String> = vec![
+            "-o".to_owned(),
+            format!("ServerAliveInterval={every}"),
+            "-o".to_owned(),
+            format!("ServerAliveCountMax={count}"),
+        ];
         // Through the deploy's master connection while it lives; a new
         // connection of its own when the master is gone.
         if let Some(p) = &self.control {
@@ -95,6 +121,25 @@ impl Remote {
         let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
         args.splice(at..at, opts);
         args
+    }
+
+    /// The same guest reached over a new connection of its own for every
+    /// command, not through a master connection.
+    pub fn without_master(&self) -> Remote {
+        Remote {
+            control: None,
+            ..self.clone()
+        }
+    }
+
+    /// The same guest while it reboots: a new connection for every
+    /// command (the deploy's master does not survive the guest's side of
+    /// it) that gives up on a guest gone silent within 6 s.
+    pub fn rebooting(&self) -> Remote {
+        Remote {
+            keepalive: Keepalive::Rebooting,
+            ..self.without_master()
+        }
     }
 
     /// Maps ssh's exit 255 to why.
@@ -150,6 +195,51 @@ impl Remote {
             stdout,
             stderr,
         })
+    }
+
+    /// Runs `remote` with nothing on its standard input for at most
+    /// `limit`: its output, or `None` when it was still running then and
+    /// was killed (a command that takes its connection down with it, such
+    /// as a reboot, leaves ssh waiting for its keepalives). Not through a
+    /// master connection: the master would keep the killed client's
+    /// pipes open.
+    pub fn run_for(
+        &self,
+        remote: &str,
+        limit: std::time::Duration,
+    ) -> Result<Option<Output>, RemoteError> {
+        let mut c = self.without_master().command(remote);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(RemoteError::Io)?;
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let end = std::time::Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = child.try_wait().map_err(RemoteError::Io)? {
+                break Some(s);
+            }
+            if std::time::Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let (stdout, stderr) = (join(stdout), join(stderr));
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let code = status.code().unwrap_or(255);
+        if code == 255 {
+            return Err(self.ssh_failure(&stderr));
+        }
+        Ok(Some(Output {
+            code,
+            stdout,
+            stderr,
+        }))
     }
 
     /// Runs `remote`, handing each line of its standard error to `on` as
@@ -236,6 +326,7 @@ mod tests {
             identity: None,
             host_keys: HostKeys::File("/k/known".into()),
             control: None,
+            keepalive: Keepalive::Steady,
         };
         let c = r.command("fruix-agent status");
         let args: Vec<String> = c
@@ -256,5 +347,32 @@ mod tests {
             ]
         );
         assert!(args.contains(&"UserKnownHostsFile=/k/known".to_owned()));
+    }
+
+    #[test]
+    fn a_rebooting_guest_gets_its_own_connections_that_give_up_in_6_s() {
+        let r = Remote {
+            target: Target::parse("root@127.0.0.1:2222").unwrap(),
+            identity: None,
+            host_keys: HostKeys::File("/k/known".into()),
+            control: Some("/tmp/fruix-ssh-x/master".into()),
+            keepalive: Keepalive::Steady,
+        }
+        .rebooting();
+        let args = r.args(&[]);
+        let at = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(
+            args[at - 4..],
+            [
+                "-o",
+                "ServerAliveInterval=2",
+                "-o",
+                "ServerAliveCountMax=3",
+                "--",
+                "root@127.0.0.1"
+            ]
+        );
+        assert!(!args.iter().any(|a| a.starts_with("ControlPath=")));
+        assert!(args.contains(&"ConnectTimeout=5".to_owned()));
     }
 }

@@ -39,7 +39,7 @@ pub(super) struct BootPlan {
 /// entry for Linux, FreeBSD's loader and `/boot` for FreeBSD.
 pub(super) fn boot_plan(
     loaded: &Loaded,
-    (system, digest, agent): (&str, &str, &str),
+    (system, agent): (&str, &str),
     kernel: (&ItemName, &Path),
     bootloader: (&ItemName, &Path),
 ) -> Result<BootPlan, BuildError> {
@@ -101,7 +101,7 @@ pub(super) fn boot_plan(
             })
         }
         Os::Freebsd => {
-            let conf = freebsd::loader_conf(system, digest, d.init, agent);
+            let conf = freebsd::loader_conf(system, d.init, agent);
             let cmdline = freebsd::boot_words(&conf);
             let boot = freebsd::boot(kernel, bootloader, conf)?;
             Ok(BootPlan {

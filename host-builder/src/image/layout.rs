@@ -7,7 +7,7 @@ use sha2::{Digest as _, Sha256};
 pub const MIB: u64 = 1 << 20;
 
 /// Size of the EFI system partition.
-pub const ESP_SIZE: u64 = 64 * MIB;
+pub const ESP_SIZE: u64 = 128 * MIB;
 
 /// The GPT partition layout of an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,13 +125,13 @@ mod tests {
     fn capacity_rounds_up_to_two_mebibytes_and_root_fits() {
         let l = Layout::new(12 << 30, 10 << 30).unwrap();
         assert_eq!(l.disk_size, 12 << 30);
-        assert_eq!(l.root_offset, 65 * MIB);
-        let odd = Layout::new(300 * MIB + 5, 200 * MIB + 123).unwrap();
-        assert_eq!(odd.disk_size, 302 * MIB);
+        assert_eq!(l.root_offset, 129 * MIB);
+        let odd = Layout::new(400 * MIB + 5, 200 * MIB + 123).unwrap();
+        assert_eq!(odd.disk_size, 402 * MIB);
         assert_eq!(odd.root_size, 200 * MIB);
         assert!(Layout::new(100 * MIB, 40 * MIB).is_none());
-        assert!(Layout::new(200 * MIB, 134 * MIB).is_some());
-        assert!(Layout::new(200 * MIB, 135 * MIB).is_none());
+        assert!(Layout::new(200 * MIB, 70 * MIB).is_some());
+        assert!(Layout::new(200 * MIB, 71 * MIB).is_none());
     }
 
     #[test]
@@ -149,7 +149,7 @@ mod tests {
     fn sfdisk_script_places_both_partitions() {
         let l = Layout::new(12 << 30, 10 << 30).unwrap();
         let s = l.sfdisk_script(&Ids::new("00"), "linux");
-        assert!(s.contains("start=2048, size=131072, type=uefi"), "{s}");
-        assert!(s.contains("start=133120, size=20971520, type=linux"), "{s}");
+        assert!(s.contains("start=2048, size=262144, type=uefi"), "{s}");
+        assert!(s.contains("start=264192, size=20971520, type=linux"), "{s}");
     }
 }

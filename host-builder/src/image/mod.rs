@@ -128,7 +128,7 @@ pub fn build_image(
         cmdline,
     } = boot_plan(
         loaded,
-        (built.system.as_str(), &digest, &cfg.agent),
+        (built.system.as_str(), &cfg.agent),
         (kernel_item.0, &kernel_item.1),
         (bootloader_item.0, &bootloader_item.1),
     )?;

@@ -36,8 +36,8 @@ use std::path::Path;
 use fruix_store::{ItemName, StoreRoot};
 use fruix_system::closure::{self, ClosureEntry, Role};
 use fruix_system::config::{
-    DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, ReadyCheck, ServiceConfig,
-    SshdConfig, SystemConfig,
+    BootPolicy, DeclaredAccounts, DeclaredGroup, DeclaredUser, ProbeConfig, ReadyCheck,
+    ServiceConfig, SshdConfig, SystemConfig,
 };
 
 use super::packages::{Origin, Realized};
@@ -294,6 +294,11 @@ fn agent_config(
         boot_mode: d.init.as_str().to_owned(),
         store_verify: d.agent.store_verify.as_str().to_owned(),
         gate: values(&d.agent.gate),
+        boot: BootPolicy {
+            tries: number(*d.agent.boot_tries.get_ref(), "boot tries")?,
+            on_failed_boot: d.agent.on_failed_boot,
+            deadline: number(*d.agent.boot_deadline.get_ref(), "boot deadline")?,
+        },
         runtime: runtime.to_owned(),
         agent: agent.to_owned(),
         shepherd: shepherd.to_owned(),

@@ -83,7 +83,7 @@ prune = ["boot", "usr/include"]
 port = 22
 
 [image]
-capacity = "192m"
+capacity = "256m"
 root-size = "96m"
 firmware = "{firmware}"
 "#

@@ -1,4 +1,4 @@
-//! The `[agent]` section: command probes and the gate. A probe's command
+//! The `[agent]` section: command probes, the gate and the boot policy. A probe's command
 //! and environment go into `system.toml` and are run by the agent as root.
 
 use std::collections::HashSet;
@@ -65,6 +65,22 @@ pub(super) fn check(
                 format!("`agent.probes.timeout`: {t} is outside 1 to 3600 seconds"),
             ));
         }
+    }
+    let t = *agent.boot_tries.get_ref();
+    if !(1..=9).contains(&t) {
+        return Err(at.error(
+            &agent.boot_tries.span(),
+            format!("`agent.boot-tries`: {t} is outside 1 to 9"),
+        ));
+    }
+    let d = *agent.boot_deadline.get_ref();
+    if d != 0 && !(30..=65535).contains(&d) {
+        return Err(at.error(
+            &agent.boot_deadline.span(),
+            format!(
+                "`agent.boot-deadline`: {d} is neither 0 (no watchdog) nor 30 to 65535 seconds"
+            ),
+        ));
     }
     for g in &agent.gate {
         let n = g.get_ref().as_str();

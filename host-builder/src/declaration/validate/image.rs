@@ -8,7 +8,7 @@ use crate::declaration::{Firmware, ImageSettings, Os, parse_size};
 
 /// Space the image keeps beside the root partition: the EFI system
 /// partition and GPT alignment and tables.
-pub const NON_ROOT_SPACE: u64 = (64 << 20) + (2 << 20);
+pub const NON_ROOT_SPACE: u64 = (128 << 20) + (2 << 20);
 
 /// The image's sizes in bytes, as the checks read them.
 pub(super) struct Sizes {
@@ -40,7 +40,7 @@ pub(super) fn check(
         return Err(at.error(
             &img.root_size.span(),
             format!(
-                "`image.root-size`: {} does not fit in `image.capacity` {} beside the 64m EFI system partition",
+                "`image.root-size`: {} does not fit in `image.capacity` {} beside the 128m EFI system partition",
                 img.root_size.get_ref(),
                 img.capacity.get_ref()
             ),
