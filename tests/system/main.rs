@@ -353,7 +353,7 @@ fn images_are_reproducible() {
         &[
             ("host-name = \"fruix-pid1\"", "host-name = \"fruix-repro\""),
             ("capacity = \"12g\"", "capacity = \"1g\""),
-            ("root-size = \"10g\"", "root-size = \"900m\""),
+            ("root-size = \"10g\"", "root-size = \"800m\""),
         ],
     );
     let build = || -> Vec<(String, String)> {

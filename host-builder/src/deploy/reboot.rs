@@ -156,6 +156,7 @@ pub fn reboot_and_wait(
     // Set when the report's session was lost in a boot that may still be
     // up (a short silence of a busy guest): ask that boot again.
     let mut lost = false;
+    let mut asked_again = 0u32;
     loop {
         let now = wait_for_boot(
             remote,
@@ -164,14 +165,20 @@ pub fn reboot_and_wait(
             (t, deadline),
             on_event,
         )?;
-        lost = false;
         if now != seen {
             seen = now;
             on_event(&format!(
                 "up after {:.1} s; waiting for its report",
                 t.elapsed().as_secs_f64()
             ));
+        } else if lost {
+            // A retry that could hide a fault: counted, and said.
+            asked_again += 1;
+            on_event(&format!(
+                "lost the session waiting for the report, but the same boot answers: asking again ({asked_again})"
+            ));
         }
+        lost = false;
         let left = deadline
             .saturating_duration_since(Instant::now())
             .as_secs()
