@@ -162,13 +162,22 @@ fn a_first_activation_makes_the_guest() {
         link(t.path(), "/etc/ssh/sshd_config"),
         format!("{sys}/etc/ssh/sshd_config")
     );
+    // A directory of one tree only is one link to it (folded); /etc/ssh,
+    // where the host keys are written, stays a real directory.
     assert_eq!(
-        link(t.path(), "/etc/alternatives/guile"),
-        "/usr/bin/guile-3.0"
+        link(t.path(), "/etc/alternatives"),
+        format!("{rt}/etc/alternatives")
     );
-    assert!(
-        t.path().join("etc/ld.so.conf.d").is_dir()
-            && !t.path().join("etc/ld.so.conf.d").is_symlink()
+    assert_eq!(
+        link(t.path(), "/etc/ld.so.conf.d"),
+        format!("{rt}/etc/ld.so.conf.d")
+    );
+    assert_eq!(link(t.path(), "/etc/fruix"), format!("{sys}/etc/fruix"));
+    assert!(t.path().join("etc/ssh").is_dir() && !t.path().join("etc/ssh").is_symlink());
+    let managed = fs::read_to_string(t.path().join("etc/.fruix-managed")).unwrap();
+    assert_eq!(
+        managed,
+        "alternatives\nfruix\nhostname\nld.so.conf.d\nssh\nssh/moduli\nssh/sshd_config\n"
     );
     // Accounts are real files: base accounts plus the declared ones.
     let passwd = fs::read_to_string(t.path().join("etc/passwd")).unwrap();
@@ -253,7 +262,7 @@ fn a_new_system_is_a_new_generation_and_stale_etc_entries_go() {
     let os = FakeOs::default();
     let first = system(t.path(), "one", &[("etc/motd.d/old", "old\n")]);
     assert_eq!(activate(&root, &first, &os).generation, Some(1));
-    assert!(t.path().join("etc/motd.d/old").is_symlink());
+    assert_eq!(link(t.path(), "/etc/motd.d"), format!("{first}/etc/motd.d"));
     let second = system(t.path(), "two", &[]);
     let l = activate(&root, &second, &os);
     assert_eq!(l.generation, Some(2));
@@ -737,4 +746,50 @@ fn a_setuid_source_that_differs_from_its_manifest_is_refused_and_not_installed()
         "the earlier copy is withdrawn"
     );
     assert!(!dir.join("sh").exists());
+}
+
+#[test]
+fn a_directory_holding_a_file_of_its_own_stays_real_and_one_of_our_links_is_folded() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let sys = system(t.path(), "box", &[]);
+    let rt = format!("/frx/store/{RUNTIME}");
+    // An administrator's file where the runtime has a directory.
+    write(&t.path().join("etc/ld.so.conf.d/local.conf"), "/opt/lib\n");
+    // The per-file layout of an earlier activation: a real directory of
+    // the links it listed as its own.
+    fs::create_dir_all(t.path().join("etc/alternatives")).unwrap();
+    symlink(
+        "/usr/bin/guile-3.0",
+        t.path().join("etc/alternatives/guile"),
+    )
+    .unwrap();
+    write(
+        &t.path().join("etc/.fruix-managed"),
+        "alternatives\nalternatives/guile\n",
+    );
+    let l = activate(&root, &sys, &FakeOs::default());
+    assert!(l.ok(), "{l:#?}");
+    let conf = t.path().join("etc/ld.so.conf.d");
+    assert!(conf.is_dir() && !conf.is_symlink());
+    assert_eq!(
+        fs::read_to_string(conf.join("local.conf")).unwrap(),
+        "/opt/lib\n"
+    );
+    assert_eq!(
+        link(t.path(), "/etc/ld.so.conf.d/x.conf"),
+        format!("{rt}/etc/ld.so.conf.d/x.conf")
+    );
+    assert_eq!(
+        link(t.path(), "/etc/alternatives"),
+        format!("{rt}/etc/alternatives")
+    );
+    let etc = l.steps.iter().find(|s| s.step == "etc").unwrap();
+    assert!(
+        etc.changes
+            .contains(&format!("link /etc/alternatives -> {rt}/etc/alternatives")),
+        "{:?}",
+        etc.changes
+    );
 }

@@ -401,10 +401,9 @@ fn a_dry_run_previews_a_system_the_guest_lacks_from_its_stream_and_writes_nothin
         serde_json::json!([
             [
                 "etc",
-                link(
-                    "/etc/fruix/system.toml",
-                    &format!("{b}/etc/fruix/system.toml")
-                )
+                // Only the system has /etc/fruix: one link, switched
+                // with one rename.
+                link("/etc/fruix", &format!("{b}/etc/fruix"))
             ],
             ["etc", link("/etc/motd", &format!("{b}/etc/motd"))],
             ["generation", link("/frx/var/profiles/system-2", &b)],

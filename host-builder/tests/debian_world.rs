@@ -48,12 +48,12 @@ keep = ["boot/vmlinuz-*", "boot/initrd.img-*", "usr/lib/modules", "usr/lib/syste
 [packages.guile-extra]
 version = "1.3.1"
 source = { type = "dir", path = "/tmp/guile-gnutls-freebsd-validate-install" }
-materialize = { prefix = "/tmp/guile-gnutls-freebsd-validate-install", rules = ["guile-extra"] }
+materialize = { prefix = "/tmp/guile-gnutls-freebsd-validate-install", rules = ["guile-extra"], compile-with = "native-world" }
 
 [packages.shepherd]
 version = "1.0.3"
 source = { type = "dir", path = "/tmp/shepherd-freebsd-validate-install" }
-materialize = { prefix = "/tmp/shepherd-freebsd-validate-install", rules = ["shepherd"] }
+materialize = { prefix = "/tmp/shepherd-freebsd-validate-install", rules = ["shepherd"], compile-with = "native-world" }
 "#;
 
 fn need_root() {
@@ -304,6 +304,40 @@ fn materialized_guile_modules_and_shepherd_run_from_the_store_with_no_shim() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // The rewritten modules were compiled again by the world's Guile: with
+    // no source on the load path, their compiled files alone load, and
+    // hold the guest's paths.
+    let compiled_only: Vec<(&str, String)> = env
+        .iter()
+        .filter(|(k, _)| *k != "GUILE_LOAD_PATH")
+        .cloned()
+        .collect();
+    let o = c.run(&compiled_only, &["guile", "-c", "(use-modules (fibers config) (gnutls) (shepherd config)) (display (list 'compiled %sysconfdir %runstatedir (extension-library \"fibers-epoll\")))"]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "(compiled /etc /run fibers-epoll)",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for (pkg, lines) in [
+        (
+            "guile-extra",
+            "compiled lib/guile/3.0/site-ccache/fibers/config.go\ncompiled lib/guile/3.0/site-ccache/gnutls.go\n",
+        ),
+        (
+            "shepherd",
+            "compiled lib/guile/3.0/site-ccache/shepherd/config.go\n",
+        ),
+    ] {
+        let rec = fs::read_to_string(item(b, pkg).join("share/fruix/materialized")).unwrap();
+        assert!(
+            rec.starts_with("prefix-parent /tmp/\n")
+                && rec.contains("\nrevision 3\n")
+                && rec.ends_with(lines)
+                && !rec.contains("\ndeleted "),
+            "{pkg}: {rec}"
+        );
+    }
     // Shepherd's own script finds its modules from its place in the store.
     let o = c.run(&env, &[&format!("{shepherd}/bin/shepherd"), "--version"]);
     let version = String::from_utf8_lossy(&o.stdout);

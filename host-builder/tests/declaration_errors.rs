@@ -306,6 +306,18 @@ case!(
     "FILE:10:15: `packages.world.materialize`: unknown rule set 'python' (known: guile, guile-extra, shepherd)"
 );
 case!(
+    materialize_compile_with_undeclared,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"/tmp/x\", rules = [\"guile\"], compile-with = \"guix\" }",
+    "FILE:10:15: `packages.world.materialize`: compile-with names package 'guix', which is not declared"
+);
+case!(
+    materialize_compile_with_cycle,
+    "source = { type = \"dir\", path = \"world\" }",
+    "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"/tmp/x\", rules = [\"guile\"], compile-with = \"runtime\" }",
+    "FILE:13:8: `packages.runtime.from`: makes a cycle: world -> runtime -> world"
+);
+case!(
     materialize_relative_prefix,
     "source = { type = \"dir\", path = \"world\" }",
     "source = { type = \"dir\", path = \"world\" }\nmaterialize = { prefix = \"tmp/x\", rules = [\"guile\"] }",
@@ -690,15 +702,13 @@ fn the_examples_are_valid() {
         .unwrap();
         let l = parse(&t.path().join(example), &text).unwrap_or_else(|e| panic!("{example}: {e}"));
         assert_eq!(l.decl.init.as_str(), mode);
-        assert_eq!(
-            l.order.first().map(String::as_str),
-            Some("guile-extra"),
-            "{example}"
-        );
-        assert!(
-            l.order.iter().position(|p| p == "native-world")
-                < l.order.iter().position(|p| p == "native-runtime")
-        );
+        // The world first: the slices are cut from it, and its Guile
+        // compiles the materialized modules.
+        let at = |name: &str| l.order.iter().position(|p| p == name).unwrap();
+        assert_eq!(at("native-world"), 0, "{example}: {:?}", l.order);
+        for after in ["native-runtime", "guile-extra", "shepherd"] {
+            assert!(at("native-world") < at(after), "{example}: {:?}", l.order);
+        }
     }
 }
 

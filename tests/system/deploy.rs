@@ -25,7 +25,14 @@ const GPL3_FIRST: &str = "                    GNU GENERAL PUBLIC LICENSE";
 pub fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
     let note = out().join("deploy-note");
     std::fs::create_dir_all(&note).unwrap();
-    std::fs::write(note.join("NOTE"), "deployed by the system tests\n").unwrap();
+    // Two tests run at a time and may build from it at once: written
+    // once, through a rename, so that no build reads it half-written.
+    let text = "deployed by the system tests\n";
+    if std::fs::read_to_string(note.join("NOTE")).ok().as_deref() != Some(text) {
+        let tmp = out().join(format!("deploy-note-{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, note.join("NOTE")).unwrap();
+    }
     let mut services = "[services.web2]\n\
         command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8081\", \"-h\", \"/usr/share/common-licenses\"]\n\
         user = \"fruix\"\n\

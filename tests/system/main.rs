@@ -7,8 +7,10 @@
 //!
 //! They take minutes and need root, QEMU and Debian's archive, so they are
 //! ignored by a plain `cargo test`; `scripts/test` runs them with
-//! `--include-ignored`, one at a time (each guest has the machine's
-//! cores). At the end of the run the boot attempts of every guest are
+//! `--include-ignored`, two at a time (each guest runs TCG on one host
+//! thread, so two keep a 2-core machine busy; images are built one at a
+//! time, under `support::image`'s lock, and every guest has its own port
+//! and files). At the end of the run the boot attempts of every guest are
 //! totalled, and the run fails when more boots were retried after a guest
 //! kernel panic than [`support::RETRIED_BOOTS_BUDGET`] allows.
 
@@ -388,8 +390,10 @@ fn images_are_reproducible() {
             })
             .collect()
     };
-    let a = build();
-    let b = build();
+    let (a, b) = {
+        let _alone = support::images_exclusive();
+        (build(), build())
+    };
     let mut v = Verdict::new("images-are-reproducible");
     for ((ext, x), (_, y)) in a.iter().zip(&b) {
         v.check(x == y, format!("{ext}: {x} then {y}"));
@@ -423,15 +427,18 @@ fn failed_image_leaves_nothing() {
         fake.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let o = Command::new(fruix())
-        .args(["system", "image"])
-        .arg(&decl)
-        .arg("--out")
-        .arg(out())
-        .args(["--format", "raw", "--format", "qcow2", "-q"])
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    let o = {
+        let _alone = support::images_exclusive();
+        Command::new(fruix())
+            .args(["system", "image"])
+            .arg(&decl)
+            .arg("--out")
+            .arg(out())
+            .args(["--format", "raw", "--format", "qcow2", "-q"])
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
     let err = String::from_utf8_lossy(&o.stderr);
     let mut v = Verdict::new("failed-image-leaves-nothing");
     v.check(

@@ -132,9 +132,16 @@ pub struct Image {
 
 static IMAGES: Mutex<BTreeMap<PathBuf, Image>> = Mutex::new(BTreeMap::new());
 
+/// Holds off every other image build of this process (two tests run at a
+/// time, and the image step stages its root under `OUT/.fruix-build`):
+/// for a test that builds images itself.
+pub fn images_exclusive() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, Image>> {
+    IMAGES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Builds the raw image of a declaration, once per test process.
 pub fn image(decl: &Path) -> Image {
-    let mut images = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut images = images_exclusive();
     if let Some(i) = images.get(decl) {
         return i.clone();
     }
@@ -180,13 +187,23 @@ pub fn root_fs(image: &Path) -> String {
 
 /// Runs debugfs commands on an image's root file system; returns stdout.
 pub fn debugfs(image: &Path, write: bool, cmds: &str) -> String {
-    let f = out().join("debugfs.cmd");
-    std::fs::write(&f, cmds).unwrap();
+    // A file of its own: two tests run at a time.
+    let f = tempfile::Builder::new()
+        .prefix("debugfs-")
+        .suffix(".cmd")
+        .tempfile_in(out())
+        .unwrap();
+    std::fs::write(f.path(), cmds).unwrap();
     let mut c = Command::new("debugfs");
     if write {
         c.arg("-w");
     }
-    let out = c.arg("-f").arg(&f).arg(root_fs(image)).output().unwrap();
+    let out = c
+        .arg("-f")
+        .arg(f.path())
+        .arg(root_fs(image))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "debugfs failed: {}",

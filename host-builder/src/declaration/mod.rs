@@ -179,6 +179,10 @@ pub struct Materialize {
     pub prefix: String,
     /// Rule sets to apply: `guile`, `guile-extra`, `shepherd`.
     pub rules: Vec<String>,
+    /// The package whose Guile compiles the rewritten modules again (the
+    /// guest's world); without it, their stale compiled files are deleted.
+    #[serde(default)]
+    pub compile_with: Option<String>,
 }
 
 /// The services of the system: `[services.sshd]` and any number of

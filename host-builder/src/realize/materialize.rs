@@ -19,8 +19,10 @@
 //!   runtime's `/usr/bin/guile`.
 //!
 //! A compiled `.go` whose `.scm` was rewritten would still hold the old
-//! strings: it is deleted, and Guile compiles or interprets the rewritten
-//! source. `share/fruix/materialized` in the item records the prefix, the
+//! strings: it is compiled again from the rewritten source with the
+//! guest's Guile when the declaration names a `compile-with` tree where
+//! that Guile can run (`guile_compile`), and deleted otherwise (Guile then
+//! compiles or interprets the source at every start in the guest). `share/fruix/materialized` in the item records the prefix, the
 //! rules, this revision and every file changed. What the rules leave
 //! behind, `fruix scan-prefixes` reports.
 
@@ -30,27 +32,58 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::context::Context;
+use super::guile_compile::{self, Module};
 use crate::declaration::Materialize;
 use crate::error::{BuildError, TempTree};
 use crate::progress::Step;
 
-/// Revision of the rules; part of the package's description.
-pub const REVISION: u32 = 2;
+/// Revision of the rules; part of the package's description. 3: stale
+/// compiled modules are compiled again where a `compile-with` Guile runs.
+pub const REVISION: u32 = 3;
+
+/// Compiles stale modules in the work tree (or fails with the compiler's
+/// error).
+pub type Compiler<'a> = &'a dyn Fn(&Path, &[Module]) -> Result<(), BuildError>;
 
 /// Copies `input` and applies the rules; returns the work tree to import.
+/// `world`: the realized `compile-with` tree, whose Guile compiles the
+/// rewritten modules when it can run here.
 pub fn stage(
     cx: &Context<'_>,
     input: &Path,
     m: &Materialize,
+    world: Option<&Path>,
     step: &Step,
 ) -> Result<TempTree, BuildError> {
     let tree = TempTree::new(&cx.work_dir, "materialize")?;
     copy_tree(input, tree.path()).map_err(|e| BuildError::Io(input.to_owned(), e))?;
-    let report = apply(tree.path(), m)?;
+    let log = cx.work_dir.join(format!(
+        "guile-compile-{}.log",
+        m.prefix.trim_matches('/').replace('/', "-")
+    ));
+    let compile = |tree: &Path, modules: &[Module]| -> Result<(), BuildError> {
+        let world = world.ok_or_else(|| BuildError::Internal("no compile-with tree".into()))?;
+        guile_compile::compile(world, tree, modules, &log)
+    };
+    let runs = match world {
+        None => None,
+        Some(w) => match guile_compile::probe(w) {
+            None => Some(&compile as Compiler<'_>),
+            Some(why) => {
+                step.note(&format!(
+                    "{}: the compile-with Guile cannot run here ({why}): stale compiled modules are deleted",
+                    m.prefix
+                ));
+                None
+            }
+        },
+    };
+    let report = apply(tree.path(), m, runs)?;
     step.note(&format!(
-        "materialized {}: {} file(s) rewritten, {} compiled file(s) deleted",
+        "materialized {}: {} file(s) rewritten, {} module(s) compiled, {} compiled file(s) deleted",
         m.prefix,
         report.rewritten.len(),
+        report.compiled.len(),
         report.deleted.len()
     ));
     Ok(tree)
@@ -61,12 +94,20 @@ pub fn stage(
 pub struct Report {
     /// Files rewritten, relative to the prefix.
     pub rewritten: Vec<String>,
+    /// Compiled files made again from rewritten sources.
+    pub compiled: Vec<String>,
     /// Compiled files deleted, relative to the prefix.
     pub deleted: Vec<String>,
 }
 
-/// Applies the rules of `m` to the tree at `root` (a copy of the prefix).
-pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
+/// Applies the rules of `m` to the tree at `root` (a copy of the prefix);
+/// the compiled files of rewritten modules are made again by `compiler`,
+/// or deleted when there is none.
+pub fn apply(
+    root: &Path,
+    m: &Materialize,
+    compiler: Option<Compiler<'_>>,
+) -> Result<Report, BuildError> {
     let prefix = m.prefix.trim_end_matches('/');
     let mut report = Report::default();
     let mut files = Vec::new();
@@ -97,6 +138,7 @@ pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
         }
     }
     // A .go compiled from a rewritten .scm holds the old strings.
+    let mut stale = Vec::new();
     for rel in &report.rewritten {
         if let Some(module) = rel
             .strip_suffix(".scm")
@@ -106,13 +148,27 @@ pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
                 .iter()
                 .filter(|f| f.ends_with(&format!("/site-ccache/{module}.go")))
             {
-                let p = root.join(go);
-                fs::remove_file(&p).map_err(|e| BuildError::Io(p.clone(), e))?;
-                report.deleted.push(go.clone());
+                stale.push(Module {
+                    source: rel.clone(),
+                    compiled: go.clone(),
+                });
             }
         }
     }
-    report.deleted.sort();
+    stale.sort_by(|a, b| a.compiled.cmp(&b.compiled));
+    match compiler {
+        Some(compile) if !stale.is_empty() => {
+            compile(root, &stale)?;
+            report.compiled = stale.into_iter().map(|m| m.compiled).collect();
+        }
+        _ => {
+            for m in stale {
+                let p = root.join(&m.compiled);
+                fs::remove_file(&p).map_err(|e| BuildError::Io(p.clone(), e))?;
+                report.deleted.push(m.compiled);
+            }
+        }
+    }
     let record = root.join("share/fruix");
     fs::create_dir_all(&record).map_err(|e| BuildError::Io(record.clone(), e))?;
     // The old prefix is recorded as parent and name, not as the path
@@ -124,6 +180,9 @@ pub fn apply(root: &Path, m: &Materialize) -> Result<Report, BuildError> {
     );
     for r in &report.rewritten {
         text.push_str(&format!("rewritten {r}\n"));
+    }
+    for c in &report.compiled {
+        text.push_str(&format!("compiled {c}\n"));
     }
     for d in &report.deleted {
         text.push_str(&format!("deleted {d}\n"));
@@ -353,8 +412,9 @@ mod tests {
         let m = Materialize {
             prefix: P.into(),
             rules: vec!["shepherd".into()],
+            compile_with: None,
         };
-        let rep = apply(r, &m).unwrap();
+        let rep = apply(r, &m, None).unwrap();
         assert_eq!(rep.rewritten, ["share/guile/site/3.0/shepherd/config.scm"]);
         assert_eq!(
             rep.deleted,
@@ -376,6 +436,77 @@ mod tests {
             "the record does not hold the prefix itself"
         );
         // Deterministic: the same input gives the same output.
-        assert_eq!(apply(r, &m).unwrap(), Report::default());
+        assert_eq!(apply(r, &m, None).unwrap(), Report::default());
+    }
+
+    #[test]
+    fn stale_modules_go_to_the_compiler_and_are_recorded_as_compiled() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        let g = "/tmp/guile-gnutls-freebsd-validate-install";
+        for d in [
+            "share/guile/site/3.0/fibers",
+            "lib/guile/3.0/site-ccache/fibers",
+        ] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        let ext = format!("\"{g}/lib/guile/3.0/extensions\"");
+        fs::write(r.join("share/guile/site/3.0/gnutls.scm"), &ext).unwrap();
+        fs::write(r.join("share/guile/site/3.0/fibers/config.scm"), &ext).unwrap();
+        fs::write(r.join("lib/guile/3.0/site-ccache/gnutls.go"), b"\0old").unwrap();
+        fs::write(
+            r.join("lib/guile/3.0/site-ccache/fibers/config.go"),
+            b"\0old",
+        )
+        .unwrap();
+        let m = Materialize {
+            prefix: g.into(),
+            rules: vec!["guile-extra".into()],
+            compile_with: Some("native-world".into()),
+        };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let compiler = |tree: &Path, modules: &[Module]| -> Result<(), BuildError> {
+            asked.borrow_mut().extend(modules.iter().cloned());
+            for m in modules {
+                fs::write(tree.join(&m.compiled), b"\0new").unwrap();
+            }
+            Ok(())
+        };
+        let rep = apply(r, &m, Some(&compiler)).unwrap();
+        assert_eq!(
+            *asked.borrow(),
+            [
+                Module {
+                    source: "share/guile/site/3.0/fibers/config.scm".into(),
+                    compiled: "lib/guile/3.0/site-ccache/fibers/config.go".into(),
+                },
+                Module {
+                    source: "share/guile/site/3.0/gnutls.scm".into(),
+                    compiled: "lib/guile/3.0/site-ccache/gnutls.go".into(),
+                },
+            ]
+        );
+        assert_eq!(
+            rep.compiled,
+            [
+                "lib/guile/3.0/site-ccache/fibers/config.go",
+                "lib/guile/3.0/site-ccache/gnutls.go"
+            ]
+        );
+        assert!(rep.deleted.is_empty());
+        let rec = fs::read_to_string(r.join("share/fruix/materialized")).unwrap();
+        assert!(
+            rec.ends_with(
+                "rewritten share/guile/site/3.0/fibers/config.scm\nrewritten share/guile/site/3.0/gnutls.scm\ncompiled lib/guile/3.0/site-ccache/fibers/config.go\ncompiled lib/guile/3.0/site-ccache/gnutls.go\n"
+            ),
+            "{rec}"
+        );
+        // A compiler that fails fails the materialization.
+        fs::write(r.join("share/guile/site/3.0/gnutls.scm"), &ext).unwrap();
+        let failing = |_: &Path, _: &[Module]| -> Result<(), BuildError> {
+            Err(BuildError::Input("compile failed".into()))
+        };
+        let err = apply(r, &m, Some(&failing)).unwrap_err();
+        assert_eq!(err.to_string(), "compile failed");
     }
 }

@@ -11,6 +11,7 @@ pub mod cache;
 mod context;
 pub mod debian;
 pub mod fingerprint;
+pub mod guile_compile;
 pub mod materialize;
 pub mod packages;
 pub mod shepherd;

@@ -108,6 +108,12 @@ fn realize(
             m.rules.join(","),
             materialize::REVISION
         );
+        if let Some(w) = &m.compile_with {
+            let world = done
+                .get(w)
+                .ok_or_else(|| BuildError::Internal(format!("'{w}' was not realized first")))?;
+            let _ = writeln!(desc, "compile-with {}", world.item);
+        }
     }
     let key = Records::key(&desc);
     if let Some(item) = cx.records.get(cx.root, &key) {
@@ -147,7 +153,9 @@ fn realize(
                 (Source::Debian { .. }, None) => unreachable_tree()?,
             };
             if let Some(m) = &pkg.materialize {
-                let work = materialize::stage(cx, &input, m.get_ref(), &step)?;
+                let m = m.get_ref();
+                let world = m.compile_with.as_ref().map(|w| done[w].path.clone());
+                let work = materialize::stage(cx, &input, m, world.as_deref(), &step)?;
                 fruix_store::import_dir(cx.root, &item_name, work.path(), &opts)?
             } else if matches!(src.get_ref(), Source::Tar { .. }) {
                 fruix_store::import_archive(cx.root, &item_name, &input, &opts)?

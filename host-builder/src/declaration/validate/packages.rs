@@ -2,7 +2,8 @@
 //! (`kernel`, `bootloader`, `base-packages`): names, versions, sources,
 //! `from` references and their cycles, keep/prune globs, materialize.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Range;
 
 use toml::Spanned;
 
@@ -142,6 +143,17 @@ fn check_package(
                     "{}: prefix '{}' is not an absolute path",
                     field("materialize"),
                     mat.prefix
+                ),
+            ));
+        }
+        if let Some(w) = &mat.compile_with
+            && !names.contains(w.as_str())
+        {
+            return Err(at.error(
+                &m.span(),
+                format!(
+                    "{}: compile-with names package '{w}', which is not declared",
+                    field("materialize")
                 ),
             ));
         }
@@ -292,46 +304,72 @@ fn check_source(at: &Locator<'_>, name: &str, src: &Spanned<Source>) -> Result<(
     Ok(())
 }
 
-/// Orders packages so that each comes after the one it is `from`; a cycle
-/// is an error at the `from` that closes it.
+/// Orders packages so that each comes after the ones it needs (its
+/// `from` and its `materialize.compile-with`); a cycle is an error at the
+/// reference that closes it.
 fn topo_order(at: &Locator<'_>, decl: &Declaration) -> Result<Vec<String>, DeclError> {
-    let from: BTreeMap<&str, &Spanned<String>> = decl
-        .packages
-        .iter()
-        .filter_map(|(k, p)| p.from.as_ref().map(|f| (k.get_ref().as_str(), f)))
-        .collect();
     let mut order: Vec<String> = Vec::new();
     let mut done: HashSet<&str> = HashSet::new();
     for start in decl.packages.keys().map(|k| k.get_ref().as_str()) {
-        let mut chain: Vec<&str> = Vec::new();
-        let mut cur = start;
-        while !done.contains(cur) {
-            if let Some(i) = chain.iter().position(|c| *c == cur) {
-                let mut cycle: Vec<&str> = chain[i..].to_vec();
-                cycle.push(cur);
-                let f = from[chain[chain.len() - 1]];
-                return Err(at.error(
-                    &f.span(),
-                    format!(
-                        "`packages.{}.from`: makes a cycle: {}",
-                        chain[chain.len() - 1],
-                        cycle.join(" -> ")
-                    ),
-                ));
-            }
-            chain.push(cur);
-            match from.get(cur) {
-                Some(next) => cur = next.get_ref().as_str(),
-                None => break,
-            }
-        }
-        for c in chain.into_iter().rev() {
-            if done.insert(c) {
-                order.push(c.to_owned());
-            }
-        }
+        visit(at, decl, start, &mut Vec::new(), &mut done, &mut order)?;
     }
     Ok(order)
+}
+
+/// The packages `name` needs: (name, where the reference is, its field).
+fn needs<'d>(decl: &'d Declaration, name: &str) -> Vec<(&'d str, Range<usize>, &'static str)> {
+    let Some(pkg) = decl
+        .packages
+        .iter()
+        .find(|(k, _)| k.get_ref() == name)
+        .map(|(_, p)| p)
+    else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    if let Some(f) = &pkg.from {
+        out.push((f.get_ref().as_str(), f.span(), "from"));
+    }
+    if let Some(m) = &pkg.materialize
+        && let Some(w) = &m.get_ref().compile_with
+    {
+        out.push((w.as_str(), m.span(), "materialize.compile-with"));
+    }
+    out
+}
+
+/// Depth first: `cur` after what it needs; `chain` is the path here.
+fn visit<'d>(
+    at: &Locator<'_>,
+    decl: &'d Declaration,
+    cur: &'d str,
+    chain: &mut Vec<&'d str>,
+    done: &mut HashSet<&'d str>,
+    order: &mut Vec<String>,
+) -> Result<(), DeclError> {
+    if done.contains(cur) {
+        return Ok(());
+    }
+    chain.push(cur);
+    for (next, span, field) in needs(decl, cur) {
+        if let Some(i) = chain.iter().position(|c| *c == next) {
+            let mut cycle: Vec<&str> = chain[i..].to_vec();
+            cycle.push(next);
+            return Err(at.error(
+                &span,
+                format!(
+                    "`packages.{cur}.{field}`: makes a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+            ));
+        }
+        visit(at, decl, next, chain, done, order)?;
+    }
+    chain.pop();
+    if done.insert(cur) {
+        order.push(cur.to_owned());
+    }
+    Ok(())
 }
 
 /// Whether `n` is a valid Debian package name.
