@@ -793,3 +793,18 @@ fn a_directory_holding_a_file_of_its_own_stays_real_and_one_of_our_links_is_fold
         etc.changes
     );
 }
+
+#[test]
+fn a_generated_file_over_a_runtime_directory_tree_wins_over_its_folds() {
+    let t = tempfile::tempdir().unwrap();
+    let root = GuestRoot::new(t.path());
+    guest(t.path());
+    let rt = t.path().join("frx/store").join(RUNTIME);
+    write(&rt.join("etc/xdg/autostart/x.desktop"), "[Desktop Entry]\n");
+    let sys = system(t.path(), "box", &[("etc/xdg", "a file\n")]);
+    let l = activate(&root, &sys, &FakeOs::default());
+    assert!(l.ok(), "{l:#?}");
+    assert_eq!(link(t.path(), "/etc/xdg"), format!("{sys}/etc/xdg"));
+    let managed = fs::read_to_string(t.path().join("etc/.fruix-managed")).unwrap();
+    assert!(managed.lines().all(|l| !l.starts_with("xdg/")), "{managed}");
+}

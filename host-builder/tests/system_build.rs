@@ -530,3 +530,102 @@ fn a_tar_source_gives_the_same_items_as_the_directory() {
     }
     assert_eq!(from_tar["system"], from_dir["system"]);
 }
+
+#[test]
+fn a_build_waits_for_another_build_into_the_same_directory_and_says_so() {
+    use std::io::{BufRead, BufReader};
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let out = t.path().join("out");
+    let agent = t.path().join("agent");
+    let first = build(&decl, &out, &agent);
+    // Another build holds the output directory's lock.
+    let held = fs::File::open(out.join(".fruix-build/lock")).unwrap();
+    held.lock().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fruix"))
+        .args(["system", "build", decl.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .arg("--agent")
+        .arg(&agent)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first_line = lines.next().unwrap().unwrap();
+    assert_eq!(
+        first_line,
+        format!("fruix: waiting for another build in {}", out.display())
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it waits while the lock is held"
+    );
+    drop(held);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(
+        stdout.trim_end(),
+        format!(
+            "{}",
+            out.join("frx/store")
+                .join(first["system"].as_str().unwrap())
+                .display()
+        )
+    );
+}
+
+#[test]
+fn a_compiler_that_cannot_run_falls_back_to_deletion_says_why_and_is_not_recorded() {
+    let t = tempfile::tempdir().unwrap();
+    let decl = setup(t.path(), "");
+    let text = fs::read_to_string(&decl).unwrap().replace(
+        "rules = [\"shepherd\"] }",
+        "rules = [\"shepherd\"], compile-with = \"native-world\" }",
+    );
+    fs::write(&decl, text).unwrap();
+    let out = t.path().join("out");
+    let agent = t.path().join("agent");
+    let run = || {
+        fruix(&[
+            "system",
+            "build",
+            decl.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--agent",
+            agent.to_str().unwrap(),
+        ])
+    };
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let world = fs::read_dir(out.join("frx/store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-native-world-test"))
+        .unwrap();
+    // The test world has no /tmp: the first reason the probe finds.
+    let why = format!(
+        "fruix: {PREFIX}: the compile-with Guile cannot run here ({}: no /tmp directory): stale compiled modules are deleted",
+        world.display()
+    );
+    for o in [&first, &run()] {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines.contains(&why.as_str()), "{err}");
+        // Realized again by the second build: the fallback is not recorded.
+        assert!(lines.contains(&"fruix: shepherd: realizing"), "{err}");
+        let done = format!(
+            "fruix: materialized {PREFIX}: 2 file(s) rewritten, 0 module(s) compiled, 1 compiled file(s) deleted"
+        );
+        assert!(lines.contains(&done.as_str()), "{err}");
+    }
+}

@@ -26,12 +26,10 @@ pub fn changed(example: &str, name: &str, bad: bool) -> std::path::PathBuf {
     let note = out().join("deploy-note");
     std::fs::create_dir_all(&note).unwrap();
     // Two tests run at a time and may build from it at once: written
-    // once, through a rename, so that no build reads it half-written.
+    // through a rename, so that no build reads it half-written.
     let text = "deployed by the system tests\n";
     if std::fs::read_to_string(note.join("NOTE")).ok().as_deref() != Some(text) {
-        let tmp = out().join(format!("deploy-note-{}.tmp", std::process::id()));
-        std::fs::write(&tmp, text).unwrap();
-        std::fs::rename(&tmp, note.join("NOTE")).unwrap();
+        crate::support::write_atomic(&note.join("NOTE"), text.as_bytes(), 0o644);
     }
     let mut services = "[services.web2]\n\
         command = [\"/usr/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8081\", \"-h\", \"/usr/share/common-licenses\"]\n\
@@ -175,8 +173,7 @@ pub fn cases(v: &mut Verdict, guest: &Guest, example: &str, system: &str, full: 
     let mut agent = std::fs::read(fruix().with_file_name("fruix-agent")).unwrap();
     agent.extend_from_slice(b"\n(a changed agent, by the system tests)\n");
     let v2 = v2.join("fruix-agent");
-    std::fs::write(&v2, agent).unwrap();
-    std::fs::set_permissions(&v2, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    crate::support::write_atomic(&v2, &agent, 0o755);
     let v2 = v2.to_str().unwrap().to_owned();
     let daemon_exe = "readlink /proc/$(cat /run/fruix/agent.pid)/exe";
     let (_, old_exe) = guest.ssh(daemon_exe);

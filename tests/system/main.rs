@@ -8,9 +8,10 @@
 //! They take minutes and need root, QEMU and Debian's archive, so they are
 //! ignored by a plain `cargo test`; `scripts/test` runs them with
 //! `--include-ignored`, two at a time (each guest runs TCG on one host
-//! thread, so two keep a 2-core machine busy; images are built one at a
-//! time, under `support::image`'s lock, and every guest has its own port
-//! and files). At the end of the run the boot attempts of every guest are
+//! thread, so two keep a 2-core machine busy). Every guest has its own
+//! port, image copy and console log; `fruix` serialises the builds into
+//! the shared output directory itself (its build lock), and files two
+//! tests share are written through a rename (`support::write_atomic`). At the end of the run the boot attempts of every guest are
 //! totalled, and the run fails when more boots were retried after a guest
 //! kernel panic than [`support::RETRIED_BOOTS_BUDGET`] allows.
 

@@ -117,8 +117,19 @@ pub fn declaration(example: &str, name: &str, edits: &[(&str, &str)]) -> PathBuf
         text = text.replacen(&from, &to, 1);
     }
     let p = out().join(format!("{name}.toml"));
-    std::fs::write(&p, text).unwrap();
+    write_atomic(&p, text.as_bytes(), 0o644);
     p
+}
+
+/// Writes a file through a temporary of its own and a rename, mode set
+/// first: two tests run at a time, and some write the same file (with the
+/// same bytes) while the other may be reading it.
+pub fn write_atomic(p: &Path, bytes: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::NamedTempFile::new_in(p.parent().unwrap()).unwrap();
+    std::fs::write(tmp.path(), bytes).unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    tmp.persist(p).unwrap();
 }
 
 /// A built image.
@@ -132,9 +143,11 @@ pub struct Image {
 
 static IMAGES: Mutex<BTreeMap<PathBuf, Image>> = Mutex::new(BTreeMap::new());
 
-/// Holds off every other image build of this process (two tests run at a
-/// time, and the image step stages its root under `OUT/.fruix-build`):
-/// for a test that builds images itself.
+/// Holds off every other image build of this process, for a test that
+/// builds images itself and removes what they share (the staged roots
+/// under `OUT/.fruix-build`). Builds from other tests still run beside
+/// it; `fruix` itself serialises builds into one output directory (its
+/// build lock).
 pub fn images_exclusive() -> std::sync::MutexGuard<'static, BTreeMap<PathBuf, Image>> {
     IMAGES.lock().unwrap_or_else(|e| e.into_inner())
 }

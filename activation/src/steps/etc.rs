@@ -150,6 +150,11 @@ pub(crate) fn etc(
         want.insert(k, v);
     }
     for (dir, target) in folded {
+        // Only where the merge kept the directory: a generated file at a
+        // parent (or at the directory itself) replaced it.
+        if !matches!(want.get(&dir), Some(EtcEntry::Dir)) {
+            continue;
+        }
         let prefix = format!("{dir}/");
         want.retain(|w, _| !w.starts_with(&prefix));
         want.insert(dir, EtcEntry::Link(target));
@@ -187,12 +192,17 @@ pub(crate) fn etc(
     for rel in stale {
         let guest = format!("/etc/{rel}");
         let p = root.path(&guest);
-        let ours = fs::read_link(&p).is_ok_and(|t| t.starts_with("/frx/store/"))
-            || fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir());
-        if ours
-            && fs::read_dir(&p).map_or(true, |mut d| d.next().is_none())
-            && root.remove(&guest)?
-        {
+        // A link of ours goes whatever it points at (a folded directory's
+        // link points at a full store directory); a real directory only
+        // when empty, so that nothing of anyone else's goes with it.
+        let ours = match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_symlink() => {
+                fs::read_link(&p).is_ok_and(|t| t.starts_with("/frx/store/"))
+            }
+            Ok(m) if m.is_dir() => fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none()),
+            _ => false,
+        };
+        if ours && root.remove(&guest)? {
             changes.push(format!("removed {guest}"));
         }
     }

@@ -75,7 +75,9 @@ pub fn deploy(
     progress: &Progress,
     on_event: &mut dyn FnMut(&str),
 ) -> Result<Deployed, DeployError> {
-    let (_, built) = pipeline::system(&opts.request, progress)?;
+    let (_, mut built) = pipeline::system(&opts.request, progress)?;
+    // Built: other builds into the same directory may go on meanwhile.
+    built.unlock();
     let store = StoreRoot::new(opts.request.out.join("frx"));
     let system_name = built
         .system_path

@@ -1,8 +1,8 @@
 //! Compiles the Guile modules the materializer rewrote, with the guest's
 //! own Guile: the declared `compile-with` package's tree (the Debian world
-//! for these guests), entered with `chroot` in a private mount namespace
-//! where the work tree is bound over its `/tmp`, so that neither the world
-//! item nor the host is written. Guile's compiler is deterministic for the
+//! for these guests), entered with `chroot` in private mount and PID
+//! namespaces where the world is bound read-only and the work tree over
+//! its `/tmp`, so that neither the world item nor the host is written. Guile's compiler is deterministic for the
 //! same source and compiler: the same bytes on every build. Source names
 //! are recorded relative to the load path (`shepherd/config.scm`), so the
 //! compiled files name no build directory.
@@ -141,26 +141,40 @@ pub fn compile(
 }
 
 /// `unshare` running `args` under the guest's Guile, chrooted in `world`
-/// with `tree` bound at `/tmp` and `/proc` mounted (Guile's collector
-/// reads it), in a private mount namespace that ends with the process.
+/// (bound read-only over itself) with `tree` bound at `/tmp` and a `/proc`
+/// of its own PID namespace (Guile's collector reads it; the host's
+/// processes, and their roots, stay out of sight), in private mount and
+/// PID namespaces that end with the process. Guile runs as root: the
+/// GnuTLS extension it loads to compile `gnutls.scm` is the package being
+/// built, trusted as much as mmdebstrap's maintainer scripts are.
 fn command(world: &Path, tree: &Path, extensions: &[&str], args: &[&str]) -> Command {
     let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-        .arg(concat!(
-            "mount --bind \"$1\" \"$2/tmp\" && mount -t proc proc \"$2/proc\" && ",
-            "w=$2 && ext=$3 && shift 3 && ",
-            "exec chroot \"$w\" /usr/bin/env -i HOME=/nonexistent GUILE_AUTO_COMPILE=0 ",
-            "${ext:+\"GUILE_EXTENSIONS_PATH=$ext\"} ",
-            "/usr/bin/guile-3.0 --no-auto-compile \"$@\""
-        ))
-        .arg("sh")
-        .arg(tree)
-        .arg(world)
-        .arg(extensions.join(":"))
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .stdin(Stdio::null());
+    c.args([
+        "--mount",
+        "--pid",
+        "--fork",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(concat!(
+        "mount --bind \"$2\" \"$2\" && mount -o remount,bind,ro \"$2\" && ",
+        "mount --bind \"$1\" \"$2/tmp\" && mount -t proc proc \"$2/proc\" && ",
+        "w=$2 && ext=$3 && shift 3 && ",
+        "exec chroot \"$w\" /usr/bin/env -i HOME=/nonexistent GUILE_AUTO_COMPILE=0 ",
+        "${ext:+\"GUILE_EXTENSIONS_PATH=$ext\"} ",
+        "/usr/bin/guile-3.0 --no-auto-compile \"$@\""
+    ))
+    .arg("sh")
+    .arg(tree)
+    .arg(world)
+    .arg(extensions.join(":"))
+    .args(args)
+    .env_clear()
+    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    .stdin(Stdio::null());
     c
 }
 

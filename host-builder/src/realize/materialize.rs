@@ -45,16 +45,18 @@ pub const REVISION: u32 = 3;
 /// error).
 pub type Compiler<'a> = &'a dyn Fn(&Path, &[Module]) -> Result<(), BuildError>;
 
-/// Copies `input` and applies the rules; returns the work tree to import.
-/// `world`: the realized `compile-with` tree, whose Guile compiles the
-/// rewritten modules when it can run here.
+/// Copies `input` and applies the rules; returns the work tree to import,
+/// and whether a declared `compile-with` Guile could not run (so stale
+/// compiled files were deleted instead). `world`: the realized
+/// `compile-with` tree, whose Guile compiles the rewritten modules when it
+/// can run here.
 pub fn stage(
     cx: &Context<'_>,
     input: &Path,
     m: &Materialize,
     world: Option<&Path>,
     step: &Step,
-) -> Result<TempTree, BuildError> {
+) -> Result<(TempTree, bool), BuildError> {
     let tree = TempTree::new(&cx.work_dir, "materialize")?;
     copy_tree(input, tree.path()).map_err(|e| BuildError::Io(input.to_owned(), e))?;
     let log = cx.work_dir.join(format!(
@@ -78,6 +80,7 @@ pub fn stage(
             }
         },
     };
+    let fell_back = world.is_some() && runs.is_none();
     let report = apply(tree.path(), m, runs)?;
     step.note(&format!(
         "materialized {}: {} file(s) rewritten, {} module(s) compiled, {} compiled file(s) deleted",
@@ -86,7 +89,7 @@ pub fn stage(
         report.compiled.len(),
         report.deleted.len()
     ));
-    Ok(tree)
+    Ok((tree, fell_back))
 }
 
 /// What the rules changed.

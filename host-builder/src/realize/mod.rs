@@ -18,7 +18,9 @@ pub mod shepherd;
 pub mod system;
 
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use fruix_store::{ImportOptions, ItemName, StoreRoot};
 
@@ -55,6 +57,46 @@ pub struct BuildOutcome {
     pub packages: Vec<Realized>,
     /// True when the system item was already in the store.
     pub system_existed: bool,
+    /// The output directory's build lock, held while this outcome lives
+    /// (so that the image step after the build has the work directories
+    /// to itself too); [`BuildOutcome::unlock`] lets it go sooner.
+    #[serde(skip)]
+    pub lock: Option<Arc<fs::File>>,
+}
+
+impl BuildOutcome {
+    /// Releases the output directory's build lock (a deploy, once built,
+    /// needs only the store, which has its own).
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+}
+
+/// Takes `STATE/lock`, waiting (and saying so) while another `fruix`
+/// builds into the same output directory: a build removes and remakes
+/// the work directories there, which another build's image step uses.
+fn build_lock(state: &Path, progress: &Progress) -> Result<Arc<fs::File>, BuildError> {
+    fs::create_dir_all(state).map_err(|e| BuildError::Io(state.to_owned(), e))?;
+    let path = state.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| BuildError::Io(path.clone(), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            progress.line(&format!(
+                "waiting for another build in {}",
+                state.parent().unwrap_or(state).display()
+            ));
+            file.lock().map_err(|e| BuildError::Io(path.clone(), e))?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(BuildError::Io(path, e)),
+    }
+    Ok(Arc::new(file))
 }
 
 /// Builds the system a declaration describes.
@@ -66,7 +108,9 @@ pub fn build_system(
     let root = StoreRoot::new(opts.out.join("frx"));
     let state = opts.out.join(".fruix-build");
     let work_dir = state.join("work");
-    // Work trees of an interrupted build are of no use.
+    let lock = build_lock(&state, progress)?;
+    // Work trees of an interrupted build are of no use (and no other
+    // build is running: we hold the lock).
     fruix_store::root::remove_tree(&work_dir).map_err(|e| BuildError::Io(work_dir.clone(), e))?;
     let records = Records::new(&state);
     let cx = Context {
@@ -98,6 +142,7 @@ pub fn build_system(
         closure,
         packages: realized.into_values().collect(),
         system_existed: out.existed,
+        lock: Some(lock),
     })
 }
 

@@ -129,6 +129,7 @@ fn realize(
 
     let step = cx.progress.step(&format!("{name}: realizing"));
     let opts = ImportOptions { jobs: cx.jobs };
+    let mut record = true;
     let out = match (&pkg.source, &pkg.from) {
         (Some(src), _) => {
             let staged = match src.get_ref() {
@@ -155,7 +156,10 @@ fn realize(
             if let Some(m) = &pkg.materialize {
                 let m = m.get_ref();
                 let world = m.compile_with.as_ref().map(|w| done[w].path.clone());
-                let work = materialize::stage(cx, &input, m, world.as_deref(), &step)?;
+                let (work, fell_back) = materialize::stage(cx, &input, m, world.as_deref(), &step)?;
+                // Not recorded when the declared compiler could not run:
+                // a build where it can makes the compiled item, not this.
+                record = !fell_back;
                 fruix_store::import_dir(cx.root, &item_name, work.path(), &opts)?
             } else if matches!(src.get_ref(), Source::Tar { .. }) {
                 fruix_store::import_archive(cx.root, &item_name, &input, &opts)?
@@ -198,9 +202,11 @@ fn realize(
             d.entry, d.mode
         ));
     }
-    cx.records
-        .put(&key, &out.name)
-        .map_err(|e| BuildError::Io(cx.records.dir().to_owned(), e))?;
+    if record {
+        cx.records
+            .put(&key, &out.name)
+            .map_err(|e| BuildError::Io(cx.records.dir().to_owned(), e))?;
+    }
     step.finish(&format!("{name}: {}", out.name));
     Ok(Realized {
         package: name.to_owned(),
