@@ -12,7 +12,7 @@
 //! where a real directory holds anything but our links into the store (an
 //! administrator's file), the directory stays real.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -123,7 +123,7 @@ pub(crate) fn etc(
     )?;
     // What an earlier generation linked.
     let old = fs::read_to_string(root.path(MANAGED_LIST)).unwrap_or_default();
-    let managed: std::collections::HashSet<&str> = old.lines().collect();
+    let managed: HashSet<&str> = old.lines().collect();
     let runtime_dir = format!("{runtime}/etc");
     let system_dir = format!("{system}/etc");
     // Folded: a directory of one tree only, with no folded parent.
@@ -224,7 +224,7 @@ fn foldable(
     root: &GuestRoot,
     rel: &str,
     other: &BTreeMap<String, EtcEntry>,
-    managed: &std::collections::HashSet<&str>,
+    managed: &HashSet<&str>,
 ) -> bool {
     if WRITTEN
         .iter()
@@ -247,7 +247,7 @@ fn foldable(
 /// True when `/etc/REL` is absent, a link, or a real directory holding
 /// only links we made (listed in `managed`, or into the store) and
 /// directories of the same kind: removing it loses nothing of anyone's.
-fn only_ours(root: &GuestRoot, rel: &str, managed: &std::collections::HashSet<&str>) -> bool {
+fn only_ours(root: &GuestRoot, rel: &str, managed: &HashSet<&str>) -> bool {
     let p = root.path(&format!("/etc/{rel}"));
     match fs::symlink_metadata(&p) {
         Err(_) => true,

@@ -2,8 +2,9 @@
 //! own Guile: the declared `compile-with` package's tree (the Debian world
 //! for these guests), entered with `chroot` in private mount and PID
 //! namespaces where the world is bound read-only and the work tree over
-//! its `/tmp`, so that neither the world item nor the host is written. Guile's compiler is deterministic for the
-//! same source and compiler: the same bytes on every build. Source names
+//! its `/tmp`, so that neither the world item nor the host is written.
+//! Guile's compiler is deterministic for the same source and compiler:
+//! the same bytes on every build. Source names
 //! are recorded relative to the load path (`shepherd/config.scm`), so the
 //! compiled files name no build directory.
 //!
@@ -12,8 +13,7 @@
 //! stale compiled files instead, as it did before.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::BuildError;
@@ -114,20 +114,8 @@ pub fn compile(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let extensions = extension_dirs(tree);
     let ext: Vec<&str> = extensions.iter().map(String::as_str).collect();
-    let out = command(world, tree, &ext, &args)
-        .output()
-        .map_err(|e| BuildError::Io(PathBuf::from("unshare"), e))?;
-    let mut f = fs::File::create(log).map_err(|e| BuildError::Io(log.to_owned(), e))?;
-    f.write_all(&out.stdout)
-        .and_then(|()| f.write_all(&out.stderr))
-        .map_err(|e| BuildError::Io(log.to_owned(), e))?;
-    if !out.status.success() {
-        return Err(BuildError::BuildTool {
-            tool: format!("{GUILE} compile-file (in {})", world.display()),
-            log: log.to_owned(),
-            tail: tail(&out.stderr),
-        });
-    }
+    // Logged, and its last lines in the error, as every image tool is.
+    crate::tools::run(&mut command(world, tree, &ext, &args), None, log)?;
     for m in modules {
         let p = tree.join(&m.compiled);
         if !p.is_file() {
@@ -195,12 +183,6 @@ fn last_line(bytes: &[u8]) -> Option<String> {
         .rev()
         .find(|l| !l.trim().is_empty())
         .map(|l| l.trim().to_owned())
-}
-
-fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(4)..].join(" | ")
 }
 
 #[cfg(test)]

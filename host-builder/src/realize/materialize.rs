@@ -22,8 +22,9 @@
 //! strings: it is compiled again from the rewritten source with the
 //! guest's Guile when the declaration names a `compile-with` tree where
 //! that Guile can run (`guile_compile`), and deleted otherwise (Guile then
-//! compiles or interprets the source at every start in the guest). `share/fruix/materialized` in the item records the prefix, the
-//! rules, this revision and every file changed. What the rules leave
+//! compiles or interprets the source at every start in the guest).
+//! `share/fruix/materialized` in the item records the prefix, the rules,
+//! this revision and every file changed. What the rules leave
 //! behind, `fruix scan-prefixes` reports.
 
 use std::fs;
@@ -63,25 +64,22 @@ pub fn stage(
         "guile-compile-{}.log",
         m.prefix.trim_matches('/').replace('/', "-")
     ));
-    let compile = |tree: &Path, modules: &[Module]| -> Result<(), BuildError> {
-        let world = world.ok_or_else(|| BuildError::Internal("no compile-with tree".into()))?;
-        guile_compile::compile(world, tree, modules, &log)
-    };
-    let runs = match world {
-        None => None,
-        Some(w) => match guile_compile::probe(w) {
-            None => Some(&compile as Compiler<'_>),
-            Some(why) => {
-                step.note(&format!(
-                    "{}: the compile-with Guile cannot run here ({why}): stale compiled modules are deleted",
-                    m.prefix
-                ));
-                None
-            }
-        },
-    };
-    let fell_back = world.is_some() && runs.is_none();
-    let report = apply(tree.path(), m, runs)?;
+    // The declared world, when its Guile runs here.
+    let usable = world.filter(|w| match guile_compile::probe(w) {
+        None => true,
+        Some(why) => {
+            step.note(&format!(
+                "{}: the compile-with Guile cannot run here ({why}): stale compiled modules are deleted",
+                m.prefix
+            ));
+            false
+        }
+    });
+    let compile = usable.map(|w| {
+        move |tree: &Path, modules: &[Module]| guile_compile::compile(w, tree, modules, &log)
+    });
+    let fell_back = world.is_some() && usable.is_none();
+    let report = apply(tree.path(), m, compile.as_ref().map(|c| c as Compiler<'_>))?;
     step.note(&format!(
         "materialized {}: {} file(s) rewritten, {} module(s) compiled, {} compiled file(s) deleted",
         m.prefix,
